@@ -1,0 +1,3 @@
+from digit_recognizer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""The ``digits`` command: git-style subcommands over the library.
+
+Each subcommand lives in its own module here and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a
+function ``(args) -> int``. This module only dispatches and turns user-facing
+errors into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from digit_recognizer import __version__
+from digit_recognizer.errors import DigitsError
+
+SUBCOMMANDS = ("data", "train", "evaluate", "predict", "explain", "serve", "export")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="digits",
+        description="Handwritten-digit recognition from first principles.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"digit_recognizer.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except DigitsError as error:
+        print(f"digits: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("digits: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,5 @@
+"""`digits explain`."""
+
+
+def register(subparsers):
+    subparsers.add_parser("explain", help="(not available yet)")

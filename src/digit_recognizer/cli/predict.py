@@ -1,0 +1,5 @@
+"""`digits predict`."""
+
+
+def register(subparsers):
+    subparsers.add_parser("predict", help="(not available yet)")

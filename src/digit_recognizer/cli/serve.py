@@ -1,0 +1,5 @@
+"""`digits serve`."""
+
+
+def register(subparsers):
+    subparsers.add_parser("serve", help="(not available yet)")
