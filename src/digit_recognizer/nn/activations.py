@@ -1,0 +1,114 @@
+"""Element-wise activations and Softmax. Each caches only what its backward needs."""
+
+import math
+
+import numpy as np
+
+from .module import Layer, check_input
+
+
+class _Activation(Layer):
+    """Shared plumbing: validate, compute, keep the cache only when training."""
+
+    def __init__(self):
+        self._cache = None
+
+    def forward(self, x, training=False):
+        if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
+            check_input(self, x, getattr(x, "ndim", 2), "(N, ...)")
+        y, cache = self._forward(x)
+        self._cache = cache if training else None
+        return y
+
+    def backward(self, grad_out):
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
+        return self._backward(grad_out, self._cache)
+
+
+class ReLU(_Activation):
+    """y = max(x, 0);  dx = dy * [y > 0]."""
+
+    def _forward(self, x):
+        y = np.maximum(x, 0)
+        return y, y
+
+    def _backward(self, dy, y):
+        return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+
+
+class LeakyReLU(_Activation):
+    """y = x if x > 0 else a*x;  dx = dy * (1 if x > 0 else a)."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def config(self):
+        return {"negative_slope": self.negative_slope}
+
+    def _forward(self, x):
+        positive = x > 0
+        return np.where(positive, x, x * self.negative_slope), positive
+
+    def _backward(self, dy, positive):
+        return np.where(positive, dy, dy * self.negative_slope)
+
+
+class Sigmoid(_Activation):
+    """y = 1 / (1 + e^-x), computed as (1 + tanh(x/2)) / 2 to avoid overflow;  dx = dy * y (1 - y)."""
+
+    def _forward(self, x):
+        y = np.tanh(x * 0.5)
+        y += 1.0
+        y *= 0.5
+        return y, y
+
+    def _backward(self, dy, y):
+        return dy * y * (1.0 - y)
+
+
+class Tanh(_Activation):
+    """y = tanh(x);  dx = dy * (1 - y^2)."""
+
+    def _forward(self, x):
+        y = np.tanh(x)
+        return y, y
+
+    def _backward(self, dy, y):
+        return dy * (1.0 - y * y)
+
+
+class GELU(_Activation):
+    """Gaussian error linear unit, tanh form (torch GELU(approximate="tanh")).
+
+    y = x/2 (1 + tanh(z)),  z = sqrt(2/pi) (x + 0.044715 x^3)
+    dx = dy * (1/2 (1 + t) + x/2 (1 - t^2) sqrt(2/pi) (1 + 3*0.044715 x^2)),  t = tanh(z)
+    """
+
+    _C = math.sqrt(2.0 / math.pi)
+    _A = 0.044715
+
+    def _forward(self, x):
+        t = np.tanh(self._C * (x + self._A * x ** 3))
+        return 0.5 * x * (1.0 + t), (x, t)
+
+    def _backward(self, dy, cache):
+        x, t = cache
+        dz = self._C * (1.0 + 3.0 * self._A * x * x)
+        return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dz)
+
+
+class Softmax(_Activation):
+    """Softmax over axis 1: y = e^x / sum e^x;  dx = y * (dy - sum(dy * y)).
+
+    For classification train on logits with softmax_cross_entropy instead (more stable).
+    """
+
+    def _forward(self, x):
+        from .losses import softmax
+        y = softmax(x, axis=1)
+        return y, y
+
+    def _backward(self, dy, y):
+        return y * (dy - (dy * y).sum(axis=1, keepdims=True))

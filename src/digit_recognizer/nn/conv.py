@@ -1,0 +1,203 @@
+"""Conv2D and pooling layers on (N, C, H, W) arrays.
+
+Convolution runs channels-last inside: the input is viewed as (N, H, W, C), im2col is one
+strided copy into a (N*Ho*Wo, kh*kw*C) matrix, and the whole batch is one matrix product.
+The result (N*Ho*Wo, O) is returned as an (N, O, Ho, Wo) *view*, so the next layers work on
+channels-last memory without transposing copies (NumPy ufuncs keep the memory order).
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from . import init as _init
+from .module import Layer, Parameter, check_input
+
+
+def _positive_int(layer_name: str, name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{layer_name}: {name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _out_size(layer, size: int, kernel: int, stride: int, padding: int = 0) -> int:
+    out = (size + 2 * padding - kernel) // stride + 1
+    if out < 1:
+        raise ValueError(f"{layer!r}: input of size {size} is smaller than the kernel {kernel}")
+    return out
+
+
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation, as PyTorch), square kernel, stride and zero padding.
+
+    forward:  y[n,o,i,j] = b[o] + sum_{c,u,v} W[o,c,u,v] * xpad[n, c, s*i+u, s*j+v]
+              as a GEMM: Y (N*Ho*Wo, O) = cols (N*Ho*Wo, K) @ Wm^T, K = kh*kw*C
+    backward: dW = dY^T cols,  db = sum dY,  dcols = dY Wm, and dx = col2im(dcols): the
+              kh*kw shifted windows of dcols are added back onto the padded input.
+    x (N, C, H, W) -> y (N, O, Ho, Wo), Ho = (H + 2p - k) // s + 1.
+    """
+
+    _params = ("weight", "bias")
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, init: str = "he", rng=None):
+        name = type(self).__name__
+        self.in_channels = _positive_int(name, "in_channels", in_channels)
+        self.out_channels = _positive_int(name, "out_channels", out_channels)
+        self.kernel_size = _positive_int(name, "kernel_size", kernel_size)
+        self.stride = _positive_int(name, "stride", stride)
+        self.padding = _positive_int(name, "padding", padding, minimum=0)
+        self.init = init
+        k = self.kernel_size
+        self.weight = Parameter(_init.initialise(init, (self.out_channels, self.in_channels, k, k), rng))
+        self.bias = Parameter(np.zeros(self.out_channels, np.float32))
+        self._cache = None
+
+    def config(self):
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                "init": self.init}
+
+    def forward(self, x, training=False):
+        check_input(self, x, 4, f"(N, {self.in_channels}, H, W)", channels=self.in_channels)
+        n, c, h, w = x.shape
+        k, s, p, o = self.kernel_size, self.stride, self.padding, self.out_channels
+        ho, wo = _out_size(self, h, k, s, p), _out_size(self, w, k, s, p)
+
+        x = x.transpose(0, 2, 3, 1)  # (N, H, W, C): a view, free when x is channels-last
+        if p:
+            xp = np.zeros((n, h + 2 * p, w + 2 * p, c), x.dtype)
+            xp[:, p:p + h, p:p + w] = x
+            x = xp
+        windows = sliding_window_view(x, (k, k), axis=(1, 2))[:, ::s, ::s]  # (N, Ho, Wo, C, k, k)
+        cols = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * ho * wo, k * k * c)  # the one copy
+
+        wm = self.weight.data.transpose(0, 2, 3, 1).reshape(o, k * k * c).astype(x.dtype)
+        y = cols @ wm.T
+        b = self.bias.data
+        y += b if b.dtype == y.dtype else b.astype(y.dtype)
+        self._cache = (cols, wm, x.shape) if training else None
+        return y.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
+
+    def backward(self, grad_out, input_grad=True):
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
+        cols, wm, (n, hp, wp, c) = self._cache
+        k, s, p, o = self.kernel_size, self.stride, self.padding, self.out_channels
+        ho, wo = grad_out.shape[2:]
+        g = grad_out.transpose(0, 2, 3, 1).reshape(n * ho * wo, o)  # free when channels-last
+
+        dw = (g.T @ cols).reshape(o, k, k, c).transpose(0, 3, 1, 2)
+        self.weight.accumulate(np.ascontiguousarray(dw))
+        self.bias.accumulate(g.sum(axis=0))
+        if not input_grad:
+            return None
+
+        dcols = (g @ wm).reshape(n, ho, wo, k, k, c)
+        dxp = np.zeros((n, hp, wp, c), dcols.dtype)
+        for u in range(k):  # col2im: loops over the k*k kernel offsets only
+            for v in range(k):
+                dxp[:, u:u + s * (ho - 1) + 1:s, v:v + s * (wo - 1) + 1:s] += dcols[:, :, :, u, v]
+        return dxp[:, p:hp - p, p:wp - p].transpose(0, 3, 1, 2)
+
+
+class _Pool2D(Layer):
+    def __init__(self, kernel_size: int, stride: int | None = None):
+        name = type(self).__name__
+        self.kernel_size = _positive_int(name, "kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else _positive_int(name, "stride", stride)
+        self._cache = None
+
+    def config(self):
+        return {"kernel_size": self.kernel_size, "stride": self.stride}
+
+    def _windows(self, x):
+        """Output shape and the k*k strided views x[:, :, u::s, v::s] (each (N, C, Ho, Wo))."""
+        check_input(self, x, 4, "(N, C, H, W)")
+        k, s = self.kernel_size, self.stride
+        ho, wo = _out_size(self, x.shape[2], k, s), _out_size(self, x.shape[3], k, s)
+        offsets = [(slice(u, u + s * (ho - 1) + 1, s), slice(v, v + s * (wo - 1) + 1, s))
+                   for u in range(k) for v in range(k)]
+        return ho, wo, offsets
+
+
+class MaxPool2D(_Pool2D):
+    """Max over each k x k window (stride defaults to k).
+
+    forward:  y[n,c,i,j] = max_{u,v} x[n, c, s*i+u, s*j+v]
+    backward: dy flows to the first maximal element of each window (as PyTorch), 0 elsewhere.
+    """
+
+    def forward(self, x, training=False):
+        ho, wo, offsets = self._windows(x)
+        (hs, ws), rest = offsets[0], offsets[1:]
+        y = np.copy(x[:, :, hs, ws], order="K")
+        for hs, ws in rest:
+            np.maximum(y, x[:, :, hs, ws], out=y)
+        self._cache = (x, y, offsets) if training else None
+        return y
+
+    def backward(self, grad_out):
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
+        x, y, offsets = self._cache
+        dx = np.zeros_like(x)
+        unclaimed = np.ones(y.shape, bool)  # windows whose maximum has not been routed yet
+        for hs, ws in offsets:
+            hit = x[:, :, hs, ws] == y
+            hit &= unclaimed
+            unclaimed &= ~hit
+            dx[:, :, hs, ws] += np.where(hit, grad_out, 0)
+        return dx
+
+
+class AvgPool2D(_Pool2D):
+    """Mean over each k x k window (stride defaults to k).
+
+    forward:  y[n,c,i,j] = (1/k^2) sum_{u,v} x[n, c, s*i+u, s*j+v]
+    backward: dx[n, c, s*i+u, s*j+v] += dy[n,c,i,j] / k^2
+    """
+
+    def forward(self, x, training=False):
+        ho, wo, offsets = self._windows(x)
+        n, c, h, w = x.shape
+        k, s = self.kernel_size, self.stride
+        if s == k and h == k * ho and w == k * wo:  # windows tile the input: a reshape does it
+            y = x.reshape(n, c, ho, k, wo, k).mean(axis=(3, 5))
+        else:
+            y = np.copy(x[:, :, offsets[0][0], offsets[0][1]], order="K")
+            for hs, ws in offsets[1:]:
+                y += x[:, :, hs, ws]
+            y *= 1.0 / (k * k)
+        self._cache = (x.shape, x.dtype, offsets) if training else None
+        return y
+
+    def backward(self, grad_out):
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
+        shape, dtype, offsets = self._cache
+        g = grad_out * (1.0 / self.kernel_size ** 2)
+        dx = np.zeros(shape, dtype)
+        for hs, ws in offsets:
+            dx[:, :, hs, ws] += g
+        return dx
+
+
+class GlobalAvgPool2D(Layer):
+    """Mean over all positions: (N, C, H, W) -> (N, C).
+
+    forward:  y[n,c] = mean_{h,w} x[n,c,h,w];   backward: dx[n,c,h,w] = dy[n,c] / (H W)
+    """
+
+    def __init__(self):
+        self._shape = None
+
+    def forward(self, x, training=False):
+        check_input(self, x, 4, "(N, C, H, W)")
+        self._shape = x.shape if training else None
+        return x.mean(axis=(2, 3))
+
+    def backward(self, grad_out):
+        if self._shape is None:
+            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
+        n, c, h, w = self._shape
+        return np.broadcast_to((grad_out / (h * w))[:, :, None, None], self._shape).copy()

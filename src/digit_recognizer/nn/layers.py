@@ -1,0 +1,96 @@
+"""Dense, Flatten and Dropout."""
+
+import numpy as np
+
+from . import init as _init
+from . import rng as _rng
+from .module import Layer, Parameter, check_input
+
+
+class Dense(Layer):
+    """Fully connected layer.
+
+    forward:  y = x W^T + b              x (N, in), W (out, in), b (out,), y (N, out)
+    backward: dW = dy^T x,  db = sum_n dy,  dx = dy W
+    """
+
+    _params = ("weight", "bias")
+
+    def __init__(self, in_features: int, out_features: int, init: str = "he", rng=None):
+        self.in_features, self.out_features, self.init = int(in_features), int(out_features), init
+        self.weight = Parameter(_init.initialise(init, (self.out_features, self.in_features), rng))
+        self.bias = Parameter(np.zeros(self.out_features, np.float32))
+        self._x = None
+
+    def config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features, "init": self.init}
+
+    def forward(self, x, training=False):
+        check_input(self, x, 2, f"(N, {self.in_features})", features=self.in_features)
+        w, b = self.weight.data, self.bias.data
+        if w.dtype != x.dtype:
+            w, b = w.astype(x.dtype), b.astype(x.dtype)
+        y = x @ w.T
+        y += b
+        self._x = x if training else None
+        return y
+
+    def backward(self, grad_out, input_grad=True):
+        if self._x is None:
+            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
+        self.weight.accumulate(grad_out.T @ self._x)
+        self.bias.accumulate(grad_out.sum(axis=0))
+        if not input_grad:
+            return None
+        w = self.weight.data
+        return grad_out @ (w if w.dtype == grad_out.dtype else w.astype(grad_out.dtype))
+
+
+class Flatten(Layer):
+    """(N, d1, d2, ...) -> (N, d1*d2*...) in C order (as torch.flatten); backward reshapes back."""
+
+    def __init__(self):
+        self._shape = None
+
+    def forward(self, x, training=False):
+        if not isinstance(x, np.ndarray) or x.ndim < 2:
+            check_input(self, x, 2, "(N, ...) with at least 2 dimensions")
+        self._shape = x.shape if training else None
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad_out):
+        if self._shape is None:
+            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
+        return grad_out.reshape(self._shape)
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training y = x * m / (1 - p) with m ~ Bernoulli(1 - p); identity otherwise.
+
+    backward: dx = dy * m / (1 - p).
+    """
+
+    def __init__(self, p: float = 0.5, rng=None):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout probability must be in [0, 1), got {p}")
+        self.p, self.rng = float(p), rng
+        self._mask = None
+
+    def config(self):
+        return {"p": self.p}
+
+    def forward(self, x, training=False):
+        if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
+            check_input(self, x, getattr(x, "ndim", 2), "(N, ...)")
+        if not training or self.p == 0.0:
+            self._mask = None if not training else 1.0
+            return x
+        keep = _rng.resolve(self.rng).random(x.shape, dtype=np.float32) >= self.p
+        # One array holding 0 or 1/(1-p): the same multiply serves forward and backward.
+        self._mask = np.multiply(keep, 1.0 / (1.0 - self.p), dtype=x.dtype)
+        return x * self._mask
+
+    def backward(self, grad_out):
+        if self._mask is None:
+            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
+        return grad_out * self._mask

@@ -1,0 +1,191 @@
+"""Parameter, the Layer base class and Sequential.
+
+Every layer implements ``forward(x, training=False)`` and ``backward(grad_out) -> grad_in``.
+``forward(training=True)`` caches what the backward pass needs; ``training=False`` keeps
+nothing, so inference allocates only its outputs. Computation runs in the input's dtype:
+float32 normally, float64 for gradient checks.
+"""
+
+import numpy as np
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
+class Parameter:
+    """A trainable array ``.data`` and its gradient ``.grad`` (None until a backward pass).
+
+    Backward passes accumulate into ``.grad`` (as PyTorch does); ``optimizer.zero_grad()``
+    resets it to None.
+    """
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data):
+        data = np.asarray(data)
+        self.data = data if data.dtype in FLOAT_DTYPES else data.astype(np.float32)
+        self.grad = None
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def accumulate(self, grad: np.ndarray) -> None:
+        """grad (same shape as data) is added to ``.grad``, stored in ``.data``'s dtype."""
+        grad = grad.astype(self.data.dtype, copy=False)
+        if self.grad is None:
+            self.grad = grad
+        else:
+            self.grad = self.grad + grad
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+def check_input(layer, x, ndim: int, expected: str, channels: int | None = None,
+                features: int | None = None) -> None:
+    """Raise ValueError naming ``layer`` and the expected shape unless x fits.
+
+    ``channels`` checks axis 1 of a 4-D input, ``features`` the last axis of a 2-D one.
+    """
+    ok = (isinstance(x, np.ndarray) and x.dtype in FLOAT_DTYPES and x.ndim == ndim
+          and (channels is None or x.shape[1] == channels)
+          and (features is None or x.shape[-1] == features))
+    if not ok:
+        got = (f"shape {x.shape}, dtype {x.dtype}" if isinstance(x, np.ndarray)
+               else f"a {type(x).__name__}")
+        raise ValueError(f"{layer!r} expected a float32 or float64 array of shape {expected}, got {got}")
+
+
+class Layer:
+    """Base class. Subclasses list their Parameters in ``_params`` and buffers in ``_buffers``."""
+
+    _params: tuple[str, ...] = ()
+    _buffers: tuple[str, ...] = ()
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, x, training=False):
+        return self.forward(x, training=training)
+
+    def parameters(self) -> list[Parameter]:
+        return [getattr(self, name) for name in self._params]
+
+    def config(self) -> dict:
+        """Constructor kwargs: ``type(layer)(**layer.config())`` rebuilds an equal layer."""
+        return {}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        state = {name: getattr(self, name).data.copy() for name in self._params}
+        state.update({name: getattr(self, name).copy() for name in self._buffers})
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        expected = set(self._params) | set(self._buffers)
+        given = set(state) - {"num_batches_tracked"}  # PyTorch BatchNorm extra, not used here
+        if given != expected:
+            raise ValueError(f"{self!r}: state_dict keys {sorted(given)} != expected {sorted(expected)}")
+        for name in expected:
+            current = getattr(self, name)
+            current = current.data if isinstance(current, Parameter) else current
+            value = np.asarray(state[name])
+            if value.shape != current.shape:
+                raise ValueError(f"{self!r}: {name} has shape {value.shape}, expected {current.shape}")
+            current[...] = value
+
+    def astype(self, dtype) -> "Layer":
+        """Cast parameters and buffers in place (float64 for gradient checks); returns self."""
+        for name in self._params:
+            p = getattr(self, name)
+            p.data = p.data.astype(dtype)
+            p.grad = None
+        for name in self._buffers:
+            setattr(self, name, getattr(self, name).astype(dtype))
+        return self
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Sequential:
+    """Layers applied in order: forward left to right, backward right to left.
+
+    ``state_dict()`` keys follow ``torch.nn.Sequential``: ``"<index>.<name>"``.
+    """
+
+    def __init__(self, *layers: Layer):
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        for layer in layers:
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential takes layers, got {type(layer).__name__}")
+        self.layers = list(layers)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    __call__ = forward
+
+    def backward(self, grad: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Backpropagate dL/d(output); fills every parameter's ``.grad`` and returns dL/dx.
+
+        With ``input_grad=False`` (training, where dL/dx is not wanted) the layers below the
+        first layer with parameters are skipped, and that layer does not compute its input
+        gradient; returns None.
+        """
+        first = 0
+        if not input_grad:
+            first = next((i for i, layer in enumerate(self.layers) if layer.parameters()), len(self.layers))
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            layer = self.layers[i]
+            if i == first and not input_grad:
+                layer.backward(grad, input_grad=False)
+                return None
+            grad = layer.backward(grad)
+        return grad
+
+    def parameters(self) -> list[Parameter]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.state_dict().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        per_layer: dict[int, dict] = {}
+        for key, value in state.items():
+            index, _, name = key.partition(".")
+            if not index.isdigit() or int(index) >= len(self.layers):
+                raise ValueError(f"unexpected state_dict key {key!r} for a Sequential of {len(self)} layers")
+            per_layer.setdefault(int(index), {})[name] = value
+        for i, layer in enumerate(self.layers):
+            wanted = layer._params + layer._buffers
+            if wanted or i in per_layer:
+                if i not in per_layer:
+                    raise ValueError(f"state_dict has no entries for layer {i} ({layer!r})")
+                layer.load_state_dict(per_layer[i])
+
+    def astype(self, dtype) -> "Sequential":
+        for layer in self.layers:
+            layer.astype(dtype)
+        return self
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Sequential(*self.layers[index])
+        return self.layers[index]
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __repr__(self):
+        inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential({inner}\n)"
