@@ -1,0 +1,131 @@
+"""The run artifacts: files written, metrics.json round-trip, report.html self-contained."""
+
+import base64
+import json
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from digit_recognizer import evaluation, plotting, report
+
+DIGITS = [str(d) for d in range(10)]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class FakeModel:
+    """Predicts (top-left pixel) mod 10; carries metadata like a loaded model file."""
+
+    classes = DIGITS
+    metadata = {"dataset": "mnist", "command": "digits train --epochs 2", "version": "1.0.0",
+                "mean": 0.1307, "std": 0.3081}
+
+    def predict_proba(self, images):
+        pred = np.rint(images[:, 0, 0] * 255).astype(int) % 10
+        proba = np.full((len(images), 10), 0.02, np.float32)
+        proba[np.arange(len(images)), pred] = 0.82
+        return proba
+
+
+class ResourceCollector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.urls = []  # (tag, attribute, value)
+        self.tags = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name in {"src", "href", "srcset", "data", "poster", "action"}:
+                self.urls.append((tag, name, value or ""))
+
+
+HISTORY = [
+    {"epoch": e, "loss": 1.0 / e, "accuracy": 1 - 0.1 / e, "val_loss": 1.2 / e,
+     "val_accuracy": 1 - 0.15 / e, "lr": 1e-3 / e, "seconds": 2.5}
+    for e in range(1, 5)
+]
+
+
+@pytest.fixture
+def evaluated():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(200, 28, 28), dtype=np.uint8)
+    labels = (images[:, 0, 0] % 10).astype(np.uint8)
+    labels[:30] = (labels[:30] + 3) % 10  # 30 mistakes
+    model = FakeModel()
+    return model, images, labels, evaluation.evaluate(model, images, labels)
+
+
+def test_writes_every_artifact(tmp_path, evaluated):
+    model, images, labels, metrics = evaluated
+    (tmp_path / "config.json").write_text(json.dumps({"epochs": 4, "optimizer": {"name": "adam", "lr": 0.001},
+                                                      "note": "<script>alert(1)</script>"}))
+    written = report.write_run_artifacts(tmp_path, HISTORY, metrics, images, labels, model)
+
+    for name in ("curves.png", "confusion_matrix.png", "misclassified.png", "metrics.json", "report.html"):
+        assert (tmp_path / name).is_file() and (tmp_path / name).stat().st_size > 0, name
+    for name in ("curves.png", "confusion_matrix.png", "misclassified.png"):
+        assert (tmp_path / name).read_bytes().startswith(PNG_MAGIC)
+    assert set(written.values()) <= set(tmp_path.iterdir())
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+    page = (tmp_path / "report.html").read_text()
+    assert "85.00%" in page  # 170 of 200 right
+    assert "optimizer.name" in page and "adam" in page  # nested settings flattened
+    assert "<script>" not in page and "&lt;script&gt;" in page  # settings are escaped
+    assert "digits train --epochs 2" in page
+
+
+def test_report_html_is_self_contained(tmp_path, evaluated):
+    model, images, labels, metrics = evaluated
+    report.write_run_artifacts(tmp_path, HISTORY, metrics, images, labels, model)
+    page = (tmp_path / "report.html").read_text()
+    parser = ResourceCollector()
+    parser.feed(page)
+
+    assert "link" not in parser.tags and "script" not in parser.tags and "iframe" not in parser.tags
+    images_embedded = [value for tag, name, value in parser.urls if tag == "img"]
+    assert len(images_embedded) == 4  # curves, two confusion matrices, misclassified grid
+    for tag, name, value in parser.urls:
+        assert value.startswith("data:image/png;base64,"), (tag, name, value[:60])
+        assert base64.b64decode(value.split(",", 1)[1]).startswith(PNG_MAGIC)
+    lowered = page.lower()
+    assert "http://" not in lowered and "https://" not in lowered and "url(" not in lowered
+    assert "@import" not in lowered
+
+
+def test_without_history_there_are_no_curves(tmp_path, evaluated):
+    model, images, labels, metrics = evaluated
+    written = report.write_run_artifacts(tmp_path, [], metrics, images, labels, model)
+    assert "curves" not in written and not (tmp_path / "curves.png").exists()
+    assert "Training curves" not in (tmp_path / "report.html").read_text()
+
+
+def test_perfect_model_has_an_empty_misclassified_grid(tmp_path):
+    images = np.zeros((10, 28, 28), np.uint8)
+    images[:, 0, 0] = np.arange(10)
+    labels = np.arange(10)
+    metrics = evaluation.evaluate(FakeModel(), images, labels)
+    report.write_run_artifacts(tmp_path, HISTORY, metrics, images, labels, FakeModel())
+    assert (tmp_path / "misclassified.png").read_bytes().startswith(PNG_MAGIC)
+    assert "0 test images are misclassified" in (tmp_path / "report.html").read_text()
+
+
+def test_mismatched_images_are_refused(tmp_path, evaluated):
+    model, images, labels, metrics = evaluated
+    with pytest.raises(ValueError, match="metrics cover"):
+        report.write_run_artifacts(tmp_path, HISTORY, metrics, images[:10], labels[:10], model)
+
+
+def test_read_history_parses_csv(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds\n1,0.5,0.8,0.6,0.79,0.001,3.2\n"
+                    "2,0.3,0.9,,,0.0005,3.1\n")
+    rows = report.read_history(path)
+    assert rows[0] == {"epoch": 1, "loss": 0.5, "accuracy": 0.8, "val_loss": 0.6, "val_accuracy": 0.79,
+                       "lr": 0.001, "seconds": 3.2}
+    assert rows[1]["val_loss"] is None
+    assert report.read_history(tmp_path / "missing.csv") == []
+    plotting.plot_curves(rows)  # missing validation values are tolerated
