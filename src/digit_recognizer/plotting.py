@@ -230,12 +230,17 @@ def plot_explanation(image, saliency, feature_maps, top_k, classes, title: str |
     """What the network looks at, in one figure.
 
     ``image`` (28, 28) in [0, 1] as the network sees it; ``saliency`` (28, 28) |d score / d pixel|;
-    ``feature_maps`` (C, H, W) first-layer activations (up to 16 shown); ``top_k`` list of
-    (class index, probability), best first.
+    ``feature_maps`` (C, H, W) first-layer activations (up to 16 shown), or (F,) for a dense
+    first layer (shown as one square tile); ``top_k`` list of (class index, probability), best first.
     """
     image = np.asarray(image, dtype=np.float32)
     saliency = np.asarray(saliency, dtype=np.float32)
     feature_maps = np.asarray(feature_maps, dtype=np.float32)
+    units = None
+    if feature_maps.ndim == 1:  # dense units: pad to a square so they read as one tile
+        units = feature_maps.size
+        side = math.ceil(math.sqrt(units))
+        feature_maps = np.pad(feature_maps, (0, side * side - units)).reshape(1, side, side)
     maps = feature_maps[:16]
     with style():
         fig = _figure(figsize=(11, 8), layout="constrained")
@@ -275,8 +280,11 @@ def plot_explanation(image, saliency, feature_maps, top_k, classes, title: str |
                 continue
             ax.imshow(maps[k], cmap=ACTIVATION_CMAP)
             ax.set_title(f"channel {k}", fontsize=8, fontweight="normal", pad=2)
-        bottom.suptitle(f"First-layer activations ({len(maps)} of {len(feature_maps)} channels)",
-                        fontsize=11, fontweight="bold")
+        what = (f"{units} units of the first dense layer" if units is not None
+                else f"{len(maps)} of {len(feature_maps)} channels")
+        if units is not None:
+            axes[0].set_title("")
+        bottom.suptitle(f"First-layer activations ({what})", fontsize=11, fontweight="bold")
         if title:
             fig.suptitle(title)
     return fig
