@@ -56,3 +56,44 @@ def _read_only(data_dir, split):
     images.flags.writeable = False  # a test that writes into the shared arrays fails loudly
     labels.flags.writeable = False
     return images, labels
+
+
+TINY_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    """Factory for a small synthetic data set in MNIST's layout (30 train, 20 test samples).
+
+    ``make(edit=None, mirrors=())`` writes the four raw IDX files into
+    ``tmp_path/source`` and returns ``(Dataset, folder)``; the Dataset's
+    checksums are those of the files as written, after ``edit(name, bytes) ->
+    bytes`` (if given) has changed them, so a malformed file can pass the
+    checksum and reach the IDX reader.
+    """
+    import hashlib
+
+    import numpy as np
+
+    from digit_recognizer.data import Dataset, write_idx
+
+    def make(edit=None, mirrors=()):
+        folder = tmp_path / "source"
+        folder.mkdir(exist_ok=True)
+        rng = np.random.default_rng(0)
+        sha256 = {}
+        for split, n in (("train", 30), ("test", 20)):
+            arrays = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), (np.arange(n) % 10).astype(np.uint8)
+            for name, array in zip(TINY_FILES[split], arrays):
+                path = write_idx(folder / name, array)
+                if edit is not None:
+                    path.write_bytes(edit(name, path.read_bytes()))
+                sha256[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        dataset = Dataset(name="tiny", description="synthetic test data", splits=TINY_FILES, sha256=sha256,
+                          classes=[str(c) for c in range(10)], mean=0.5, std=0.29, mirrors=tuple(mirrors))
+        return dataset, folder
+
+    return make

@@ -38,6 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--rows", type=int, default=8)
     p.add_argument("--cols", type=int, default=12)
     p.add_argument("--seed", type=int, default=0, help="which samples to show")
+    p.add_argument("--samples-dir", type=Path, default=None, metavar="DIR",
+                   help="also save each shown sample as DIR/SPLIT-INDEX-LABEL.png (inputs for `digits predict`)")
 
 
 def run_fetch(args) -> int:
@@ -92,7 +94,25 @@ def run_show(args) -> int:
     save_grid(images[picks], [ds.classes[label] for label in labels[picks]], out, args.cols,
               title=f"{ds.name} {args.split}: {count} random samples (seed {args.seed})")
     print(out)
+    if args.samples_dir is not None:
+        for path in save_samples(images[picks], labels[picks], picks, args.split, args.samples_dir):
+            print(path)
     return 0
+
+
+def save_samples(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, split: str, folder: Path) -> list[Path]:
+    """Save each uint8 (H, W) image as its own greyscale PNG named SPLIT-INDEX-LABEL.png."""
+    from PIL import Image
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for image, label, index in zip(images, labels, indices):
+            paths.append(folder / f"{split}-{index:05d}-{label}.png")
+            Image.fromarray(image).save(paths[-1])
+    except OSError as error:
+        raise DigitsError(f"cannot write samples into {folder}: {error.strerror or error}") from None
+    return paths
 
 
 def save_grid(images: np.ndarray, titles: list[str], out: Path, cols: int, title: str = "") -> None:

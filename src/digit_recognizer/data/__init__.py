@@ -5,7 +5,7 @@
     x = data.normalize(images[batch], ds.mean, ds.std)    # float32 (B, 1, 28, 28)
 """
 
-from digit_recognizer.data.fetch import dataset_dir, default_data_dir, fetch
+from digit_recognizer.data.fetching import dataset_dir, default_data_dir, fetch
 from digit_recognizer.data.idx import read_idx, write_idx
 from digit_recognizer.data.loader import load, normalize, pixel_stats
 from digit_recognizer.data.registry import DATASETS, SPLITS, Dataset, PackageChannel, get_dataset

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digit_recognizer.data.fetch import fetch
+from digit_recognizer.data.fetching import fetch
 from digit_recognizer.data.idx import read_idx
 from digit_recognizer.data.registry import SPLITS, Dataset, get_dataset
 from digit_recognizer.errors import DigitsError

@@ -1,0 +1,52 @@
+# digit-recognizer: `make demo` runs the whole workflow, `make test` runs the test suite.
+# Both build .venv on first use (only python3 and npm are needed on the machine);
+# a stamp file per install keeps later runs from reinstalling until pyproject.toml changes.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+DIGITS      := $(VENV)/bin/digits
+# torch is only a test dependency (reference implementation for the engine's checks);
+# always pinned: an unpinned install pulls a multi-GB GPU build.
+TORCH       ?= torch==2.13.0
+PIP_ARGS    ?=
+PYTEST_ARGS ?=
+DEMO_DIR    ?= runs/demo
+
+.PHONY: help install dev demo test clean
+
+help:
+	@echo "make demo     create .venv, install, fetch MNIST, train a quick model, evaluate, predict"
+	@echo "make test     create .venv with the dev extras and torch, run the whole test suite"
+	@echo "make install  only create .venv with the package"
+	@echo "make clean    remove .venv, build outputs and $(DEMO_DIR)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install $(PIP_ARGS) -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PY) -m pip install $(PIP_ARGS) -e ".[dev]" "$(TORCH)"
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed
+	$(DIGITS) data fetch
+	$(DIGITS) data show --split test --rows 2 --cols 5 --out $(DEMO_DIR)/samples.png --samples-dir $(DEMO_DIR)/samples
+	$(DIGITS) train --model cnn --epochs 2 --limit 12000 --seed 0 --out $(DEMO_DIR)
+	$(DIGITS) evaluate $(DEMO_DIR)/model.safetensors --split test --out $(DEMO_DIR)/evaluation
+	$(DIGITS) predict --model $(DEMO_DIR)/model.safetensors $(DEMO_DIR)/samples/*.png
+	@echo "report: $(DEMO_DIR)/report.html"
+
+# pytest exits 5 when it collected no test: that fails here too.
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache $(DEMO_DIR)
