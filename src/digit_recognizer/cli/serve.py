@@ -1,5 +1,49 @@
-"""`digits serve`."""
+"""`digits serve [--model MODEL] [--host 127.0.0.1] [--port 8000]`."""
+
+from __future__ import annotations
+
+import socket
+import sys
 
 
 def register(subparsers):
-    subparsers.add_parser("serve", help="(not available yet)")
+    p = subparsers.add_parser(
+        "serve",
+        help="run the web app (drawing page + REST API)",
+        description="Serve the drawing page at / and the REST API under /api (docs at /docs).",
+    )
+    p.add_argument("--model", metavar="MODEL",
+                   help="model file (.safetensors); default: the model shipped with the package")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from digit_recognizer import modelfile
+    from digit_recognizer.errors import DigitsError
+
+    try:
+        import uvicorn
+
+        from digit_recognizer.serve import create_app
+    except ImportError as error:
+        raise DigitsError(
+            f"digits serve needs the serve extra ({error.name} is missing): "
+            "pip install 'digit-recognizer[serve]'"
+        ) from None
+
+    app = create_app(modelfile.load(args.model))
+    # Bind here rather than inside uvicorn so that a busy port is one clear error line.
+    try:
+        info = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(info[4])
+        sock.listen(2048)  # connections queue from now on, before uvicorn starts accepting
+    except (OSError, OverflowError) as error:
+        raise DigitsError(f"cannot listen on {args.host}:{args.port}: {getattr(error, 'strerror', None) or error}") from None
+    host, port = sock.getsockname()[:2]
+    print(f"digits: serving on http://{host}:{port}/ (API docs at /docs; Ctrl+C stops)", file=sys.stderr)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    return 0

@@ -1,0 +1,249 @@
+"""The FastAPI application: the drawing page, ``POST /api/predict`` and model information.
+
+Every prediction goes through :func:`digit_recognizer.predict.predict_image`, the
+function behind ``digits predict``, so the page, the API and the CLI agree to the
+last digit. Inference runs in the thread pool, never on the event loop: NumPy
+releases the GIL in its matrix products, so concurrent clients overlap.
+
+Errors are JSON ``{"error": "one line"}`` with a 4xx status: 413 for a body
+over the upload limit, 415 for a body that is neither an upload nor JSON, 422
+for an unreadable image or malformed pixels. A 500 would be a bug.
+"""
+
+
+import base64
+import io
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from digit_recognizer import __version__, predict
+from digit_recognizer.errors import DigitsError
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # a large phone photo; anything bigger is refused with 413
+
+Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
+Row = Annotated[list[Pixel], Field(min_length=28, max_length=28)]
+
+
+class PixelsRequest(BaseModel):
+    """A 28x28 grey image as nested lists, as in the MNIST files: white digit on black."""
+
+    pixels: Annotated[list[Row], Field(min_length=28, max_length=28)] = Field(
+        description="28 rows of 28 grey levels, 0-255 (or 0-1 if no value exceeds 1); "
+        "it goes through the same preprocessing as an uploaded image"
+    )
+
+
+class Reading(BaseModel):
+    digit: int = Field(description="index of the most likely class")
+    confidence: float = Field(description="its probability")
+    top_k: list[tuple[int, float]] = Field(description="the k most likely [class, probability] pairs")
+
+
+class Prediction(Reading):
+    """What ``digits predict --json`` prints for one image (less "path"), plus what the page shows."""
+
+    low_confidence: bool = Field(description="confidence below the threshold of `digits predict`")
+    number: str | None = Field(None, description="all digits left to right, for an image with several")
+    digits: list[Reading] | None = Field(None, description="one reading per digit, for an image with several")
+    probabilities: list[float] = Field(description="every class's probability (of the first digit)")
+    image: str = Field(description="the 28x28 input(s) the network saw: a data:image/png;base64 URL")
+
+
+class Error(BaseModel):
+    error: str
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class BodyLimit:
+    """ASGI middleware: read the request body up front and answer 413 past ``max_bytes``.
+
+    Checking Content-Length alone is not enough (chunked uploads have none), so the
+    body is counted as it arrives and handed on only when it is whole and small.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = _error(413, f"request body over the {self.max_bytes // 1024} KiB limit")
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if length.isdigit() and int(length) > self.max_bytes:
+            return await too_large(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await too_large(scope, receive, send)
+            if not message.get("more_body"):
+                break
+        body, delivered = b"".join(chunks), False
+
+        async def replay():
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+class _Recorder:
+    """Wraps a model for one request and keeps what ``predict_image`` feeds it and gets back.
+
+    ``predict_image`` takes anything with ``predict_proba``; recording its inputs
+    shows the page exactly what the network saw, without preprocessing twice.
+    """
+
+    def __init__(self, model):
+        self.model, self.inputs, self.probabilities = model, None, None
+
+    def predict_proba(self, images):
+        self.inputs = np.asarray(images)
+        self.probabilities = np.asarray(self.model.predict_proba(images))
+        return self.probabilities
+
+
+def _png_data_url(digits: np.ndarray) -> str:
+    """(n, 28, 28) floats in [0, 1] -> one PNG, the digits side by side, as a data: URL."""
+    strip = np.concatenate(list(digits), axis=1)
+    buffer = io.BytesIO()
+    Image.fromarray(np.rint(np.clip(strip, 0, 1) * 255).astype(np.uint8)).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def run_prediction(model, source, top_k: int) -> dict:
+    """``predict_image``'s answer, plus what the page shows: every class's probability
+    (of the first digit) and the 28x28 input(s) the network saw."""
+    recorder = _Recorder(model)
+    result = predict.predict_image(recorder, source, top_k=top_k)
+    result["probabilities"] = [round(float(p), 4) for p in recorder.probabilities[0]]
+    result["image"] = _png_data_url(recorder.inputs)
+    return result
+
+
+async def _read_source(request: Request):
+    """The image in the request: a multipart ``file``, a raw image body, or JSON pixels."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=8)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise DigitsError("send the image as a file in the multipart field 'file'")
+        return await upload.read()
+    if kind.startswith("image/") or kind == "application/octet-stream":
+        return await request.body()
+    if kind == "application/json" or kind.endswith("+json"):
+        try:
+            payload = PixelsRequest.model_validate_json(await request.body())
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            raise DigitsError(f"bad JSON pixels at {where}: {first['msg']}") from None
+        return np.asarray(payload.pixels, dtype=np.float32)  # preprocess reads arrays as images
+    raise HTTPException(
+        415, "send an image as multipart/form-data (field 'file'), as an image/* body, "
+             "or JSON {\"pixels\": [[...28 numbers...], ...28 rows]}"
+    )
+
+
+def create_app(model, *, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+    """The web app serving ``model`` (a ``modelfile.Model``)."""
+    n_classes = len(model.classes)
+    app = FastAPI(
+        title="digit-recognizer",
+        version=__version__,
+        description="Handwritten-digit recognition. Draw at `/`, or POST an image to `/api/predict`.",
+    )
+    app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(DigitsError)
+    async def digits_error(request, error):
+        return _error(422, str(error))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, error):
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code,
+                            headers=getattr(error, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, error):
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return _error(422, f"invalid {where}: {first['msg']}")
+
+    @app.exception_handler(Exception)
+    async def internal_error(request, error):  # a bug, never the client's input
+        return _error(500, "internal server error")
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/health", summary="Liveness check")
+    async def health():
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/api/model", summary="The model being served")
+    async def model_info():
+        meta = model.metadata
+        return {
+            "name": meta.get("name"),
+            "architecture": meta.get("spec"),
+            "parameters": int(sum(p.data.size for p in model.net.parameters())),
+            "classes": model.classes,
+            "dataset": meta.get("dataset"),
+            "normalization": {"mean": meta.get("mean"), "std": meta.get("std")},
+            "metrics": meta.get("metrics"),
+            "version": meta.get("version"),
+        }
+
+    body_doc = {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["file"],
+                           "properties": {"file": {"type": "string", "format": "binary"}}},
+            },
+            "application/json": {"schema": PixelsRequest.model_json_schema()},
+        },
+    }
+
+    @app.post(
+        "/api/predict",
+        summary="Recognise the digit in an image",
+        response_model=None,  # pass predict_image's answer through unfiltered; Prediction documents it
+        responses={200: {"model": Prediction}, 400: {"model": Error}, 413: {"model": Error},
+                   415: {"model": Error}, 422: {"model": Error}},
+        openapi_extra={"requestBody": body_doc},
+    )
+    async def predict_route(
+        request: Request,
+        top_k: Annotated[int, Query(ge=1, le=n_classes, description="how many classes to list")] = 3,
+    ):
+        source = await _read_source(request)
+        return await run_in_threadpool(run_prediction, model, source, top_k)
+
+    return app

@@ -1,0 +1,180 @@
+// The drawing page: pointer strokes on a canvas, debounced calls to POST /api/predict,
+// one probability bar per class. No dependencies, so the page works offline.
+"use strict";
+
+const DEBOUNCE_MS = 120; // wait this long after the last stroke movement before asking
+const LINE_WIDTH = 18;   // on the 280 px canvas: about an MNIST pen stroke once scaled to 28 px
+
+const pad = document.getElementById("pad");
+const ctx = pad.getContext("2d");
+const digitEl = document.getElementById("digit");
+const confidenceEl = document.getElementById("confidence");
+const statusEl = document.getElementById("status");
+const barsEl = document.getElementById("bars");
+const seenEl = document.getElementById("seen");
+const uploadEl = document.getElementById("upload");
+
+let classes = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+let drawing = false;  // a pointer is down on the canvas
+let blank = true;     // nothing drawn since the last clear
+let last = null;      // previous point of the current stroke
+let timer = null;     // pending debounced prediction
+let inFlight = false; // one request at a time ...
+let queued = null;    // ... and the newest input waiting behind it
+
+function clearPad() {
+  ctx.fillStyle = "#000"; // opaque: the PNG we send has no transparency to interpret
+  ctx.fillRect(0, 0, pad.width, pad.height);
+  blank = true;
+  clearTimeout(timer);
+  queued = null;
+  showResult(null);
+  statusEl.textContent = "Draw a digit.";
+}
+
+function point(event) {
+  const rect = pad.getBoundingClientRect();
+  return [(event.clientX - rect.left) * pad.width / rect.width,
+          (event.clientY - rect.top) * pad.height / rect.height];
+}
+
+function strokeTo(p) {
+  ctx.strokeStyle = "#fff";
+  ctx.lineWidth = LINE_WIDTH;
+  ctx.lineCap = "round";
+  ctx.lineJoin = "round";
+  ctx.beginPath();
+  ctx.moveTo(...last);
+  ctx.lineTo(...p);
+  ctx.stroke();
+  last = p;
+}
+
+pad.addEventListener("pointerdown", (event) => {
+  event.preventDefault();
+  pad.setPointerCapture(event.pointerId);
+  drawing = true;
+  blank = false;
+  last = point(event);
+  strokeTo(last); // a dot for a tap
+});
+
+pad.addEventListener("pointermove", (event) => {
+  if (!drawing) return;
+  // Coalesced events keep fast strokes smooth where the browser batches them.
+  const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+  for (const e of (events.length ? events : [event])) strokeTo(point(e));
+  schedule();
+});
+
+function endStroke() {
+  if (!drawing) return;
+  drawing = false;
+  schedule(0);
+}
+pad.addEventListener("pointerup", endStroke);
+pad.addEventListener("pointercancel", endStroke);
+
+function schedule(delay = DEBOUNCE_MS) {
+  clearTimeout(timer);
+  timer = setTimeout(() => {
+    if (!blank) pad.toBlob((blob) => send(blob, "drawing.png"), "image/png");
+  }, delay);
+}
+
+async function send(blob, name) {
+  if (inFlight) { queued = [blob, name]; return; }
+  inFlight = true;
+  document.body.dataset.state = "busy";
+  const form = new FormData();
+  form.append("file", blob, name);
+  try {
+    const response = await fetch("/api/predict", { method: "POST", body: form });
+    const body = await response.json();
+    if (!blank || name !== "drawing.png") {
+      if (response.ok) {
+        showResult(body);
+        statusEl.textContent = body.number ? `Number: ${body.number}` : "";
+      } else {
+        showResult(null);
+        statusEl.textContent = body.error || `Error ${response.status}`;
+      }
+    }
+  } catch (error) {
+    statusEl.textContent = `Cannot reach the server: ${error.message}`;
+  } finally {
+    inFlight = false;
+    if (queued) {
+      const [nextBlob, nextName] = queued;
+      queued = null;
+      send(nextBlob, nextName);
+    } else {
+      document.body.dataset.state = "idle";
+    }
+  }
+}
+
+function buildBars() {
+  barsEl.replaceChildren(...classes.map((label) => {
+    const li = document.createElement("li");
+    li.innerHTML = '<span class="label"></span><span class="track"><span class="fill"></span></span>' +
+                   '<span class="value"></span>';
+    li.querySelector(".label").textContent = label;
+    return li;
+  }));
+}
+
+function showResult(result) {
+  const items = barsEl.children;
+  for (let i = 0; i < items.length; i++) {
+    const p = result ? result.probabilities[i] : 0;
+    items[i].querySelector(".fill").style.width = `${(100 * p).toFixed(1)}%`;
+    items[i].querySelector(".value").textContent = result ? `${(100 * p).toFixed(1)}%` : "";
+    items[i].classList.toggle("top", Boolean(result) && i === result.digit);
+  }
+  digitEl.textContent = result ? classes[result.digit] : "?";
+  confidenceEl.textContent = result ? `${(100 * result.confidence).toFixed(1)}% sure` : "";
+  if (result && result.image) seenEl.src = result.image;
+  else seenEl.removeAttribute("src");
+}
+
+document.getElementById("clear").addEventListener("click", clearPad);
+document.getElementById("upload-button").addEventListener("click", () => uploadEl.click());
+uploadEl.addEventListener("change", () => {
+  const file = uploadEl.files[0];
+  if (!file) return;
+  uploadEl.value = ""; // choosing the same file again fires change again
+  clearPad();
+  statusEl.textContent = `Reading ${file.name}\u2026`;
+  // Show the picture on the pad for reference; the server gets the original file.
+  const url = URL.createObjectURL(file);
+  const img = new Image();
+  img.onload = () => {
+    const scale = Math.min(pad.width / img.width, pad.height / img.height);
+    const w = img.width * scale, h = img.height * scale;
+    ctx.drawImage(img, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
+    URL.revokeObjectURL(url);
+  };
+  img.src = url;
+  send(file, file.name);
+});
+
+async function loadModelInfo() {
+  try {
+    const info = await (await fetch("/api/model")).json();
+    if (Array.isArray(info.classes)) classes = info.classes;
+    const accuracy = info.metrics && info.metrics.test_accuracy;
+    const parts = [`Model: ${info.name || "network"}`, `${info.parameters.toLocaleString()} parameters`];
+    if (typeof accuracy === "number") parts.push(`${(100 * accuracy).toFixed(2)}% test accuracy`);
+    if (info.dataset) parts.push(`trained on ${info.dataset}`);
+    document.getElementById("model-info").textContent = parts.join(" \u00b7 ");
+  } catch (error) {
+    // The page still works with the default class names.
+  }
+  buildBars();
+  showResult(null);
+}
+
+clearPad();
+buildBars();
+loadModelInfo();
