@@ -13,7 +13,6 @@ import html
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +28,12 @@ INPUT_SHAPE = (1, 1, 28, 28)
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write via a temporary file and rename, so a crash never leaves half a file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _png_bytes(fig) -> bytes:
@@ -118,15 +115,17 @@ def _e(value) -> str:
 
 
 def _table(header, rows, numeric=(), row_classes=None) -> str:
+    """An HTML table; cells are inserted as given (escape them first), ``header=None`` for none."""
     head = "".join(f'<th class="num">{_e(h)}</th>' if i in numeric else f"<th>{_e(h)}</th>"
-                   for i, h in enumerate(header))
+                   for i, h in enumerate(header or ()))
+    head = f"<thead><tr>{head}</tr></thead>" if header else ""
     body = []
     for r, row in enumerate(rows):
         cls = f' class="{row_classes[r]}"' if row_classes and row_classes[r] else ""
         cells = "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
                         for i, c in enumerate(row))
         body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<table>{head}<tbody>{''.join(body)}</tbody></table>"
 
 
 def _figure_html(png: bytes | None, alt: str, caption: str) -> str:
@@ -195,7 +194,8 @@ def render_html(metrics: dict, model=None, config: dict | None = None, figures: 
         facts.append(("Trained with", f"<code>{_e(metadata['command'])}</code>"))
     if metadata.get("mean") is not None:
         facts.append(("Input normalisation", f"(x - mean) / std, mean={metadata['mean']}, std={metadata.get('std')}"))
-    parts.append(_table(["", ""], [(_e(k), v if k == "Trained with" else _e(v)) for k, v in facts]))
+    parts.append(_table(None, [(f"<strong>{_e(k)}</strong>", v if k == "Trained with" else _e(v))
+                               for k, v in facts]))
     net = getattr(model, "net", None)
     if net is not None:
         layers = architecture_rows(net)
@@ -270,6 +270,7 @@ def write_run_artifacts(run_dir, history_rows, metrics: dict, images, labels, mo
     Settings are read from ``run_dir/config.json`` when it exists.
     """
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)  # fail before the slow plotting if it cannot exist
     images = np.asarray(images)
     if len(images) != metrics["n"] or len(labels) != metrics["n"]:
         raise ValueError(f"metrics cover {metrics['n']} images, got {len(images)} images and {len(labels)} labels")
