@@ -47,7 +47,7 @@ HISTORY = [
 ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def evaluated():
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, size=(200, 28, 28), dtype=np.uint8)
@@ -57,31 +57,37 @@ def evaluated():
     return model, images, labels, evaluation.evaluate(model, images, labels)
 
 
-def test_writes_every_artifact(tmp_path, evaluated):
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, evaluated):
+    """One report written with history and settings, shared by the tests that read it."""
     model, images, labels, metrics = evaluated
-    (tmp_path / "config.json").write_text(json.dumps({"epochs": 4, "optimizer": {"name": "adam", "lr": 0.001},
-                                                      "note": "<script>alert(1)</script>"}))
-    written = report.write_run_artifacts(tmp_path, HISTORY, metrics, images, labels, model)
+    folder = tmp_path_factory.mktemp("run")
+    (folder / "config.json").write_text(json.dumps({"epochs": 4, "optimizer": {"name": "adam", "lr": 0.001},
+                                                    "note": "<script>alert(1)</script>"}))
+    written = report.write_run_artifacts(folder, HISTORY, metrics, images, labels, model)
+    return folder, written
 
+
+def test_writes_every_artifact(run_dir, evaluated):
+    folder, written = run_dir
+    metrics = evaluated[3]
     for name in ("curves.png", "confusion_matrix.png", "misclassified.png", "metrics.json", "report.html"):
-        assert (tmp_path / name).is_file() and (tmp_path / name).stat().st_size > 0, name
+        assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
     for name in ("curves.png", "confusion_matrix.png", "misclassified.png"):
-        assert (tmp_path / name).read_bytes().startswith(PNG_MAGIC)
-    assert set(written.values()) <= set(tmp_path.iterdir())
-    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
-    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
+        assert (folder / name).read_bytes().startswith(PNG_MAGIC)
+    assert set(written.values()) <= set(folder.iterdir())
+    assert json.loads((folder / "metrics.json").read_text()) == metrics
+    assert not list(folder.glob(".*.tmp"))  # atomic writes leave no temporaries
 
-    page = (tmp_path / "report.html").read_text()
+    page = (folder / "report.html").read_text()
     assert "85.00%" in page  # 170 of 200 right
     assert "optimizer.name" in page and "adam" in page  # nested settings flattened
     assert "<script>" not in page and "&lt;script&gt;" in page  # settings are escaped
     assert "digits train --epochs 2" in page
 
 
-def test_report_html_is_self_contained(tmp_path, evaluated):
-    model, images, labels, metrics = evaluated
-    report.write_run_artifacts(tmp_path, HISTORY, metrics, images, labels, model)
-    page = (tmp_path / "report.html").read_text()
+def test_report_html_is_self_contained(run_dir):
+    page = (run_dir[0] / "report.html").read_text()
     parser = ResourceCollector()
     parser.feed(page)
 
@@ -96,21 +102,16 @@ def test_report_html_is_self_contained(tmp_path, evaluated):
     assert "@import" not in lowered
 
 
-def test_without_history_there_are_no_curves(tmp_path, evaluated):
-    model, images, labels, metrics = evaluated
-    written = report.write_run_artifacts(tmp_path, [], metrics, images, labels, model)
-    assert "curves" not in written and not (tmp_path / "curves.png").exists()
-    assert "Training curves" not in (tmp_path / "report.html").read_text()
-
-
-def test_perfect_model_has_an_empty_misclassified_grid(tmp_path):
+def test_perfect_model_without_history(tmp_path):
     images = np.zeros((10, 28, 28), np.uint8)
     images[:, 0, 0] = np.arange(10)
     labels = np.arange(10)
     metrics = evaluation.evaluate(FakeModel(), images, labels)
-    report.write_run_artifacts(tmp_path, HISTORY, metrics, images, labels, FakeModel())
+    written = report.write_run_artifacts(tmp_path, [], metrics, images, labels, FakeModel())
+    assert "curves" not in written and not (tmp_path / "curves.png").exists()
     assert (tmp_path / "misclassified.png").read_bytes().startswith(PNG_MAGIC)
-    assert "0 test images are misclassified" in (tmp_path / "report.html").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert "0 test images are misclassified" in page and "Training curves" not in page
 
 
 def test_mismatched_images_are_refused(tmp_path, evaluated):
@@ -129,3 +130,18 @@ def test_read_history_parses_csv(tmp_path):
     assert rows[1]["val_loss"] is None
     assert report.read_history(tmp_path / "missing.csv") == []
     plotting.plot_curves(rows)  # missing validation values are tolerated
+
+
+def test_architecture_rows_give_shapes_and_parameter_counts():
+    from digit_recognizer import nn
+
+    net = nn.Sequential(nn.Conv2D(1, 4, 3, padding=1), nn.BatchNorm2D(4), nn.ReLU(), nn.MaxPool2D(2),
+                        nn.Flatten(), nn.Dense(4 * 14 * 14, 10))
+    rows = report.architecture_rows(net)
+    assert [r["type"] for r in rows] == ["Conv2D", "BatchNorm2D", "ReLU", "MaxPool2D", "Flatten", "Dense"]
+    assert [r["output_shape"] for r in rows] == [("N", 4, 28, 28)] * 3 + [("N", 4, 14, 14), ("N", 784), ("N", 10)]
+    assert [r["parameters"] for r in rows] == [4 * 9 + 4, 8, 0, 0, 0, 784 * 10 + 10]
+    assert rows[0]["config"]["out_channels"] == 4
+    html_page = report.render_html(evaluation.metrics_from_predictions([0, 1], np.eye(10)[:2], DIGITS),
+                                   model=type("M", (), {"net": net, "metadata": {}})())
+    assert "7,898 trainable parameters in 6 layers" in html_page
