@@ -182,20 +182,28 @@ def build(spec: list[dict], n_classes: int = 10, input_shape=INPUT_SHAPE) -> nn.
     return nn.Sequential(*_build_layers(spec, n_classes, input_shape)[1])
 
 
-def load_spec(path: str | Path) -> list[dict]:
-    """Read a TOML spec file (a ``[[layers]]`` array of tables); DigitsError if unreadable."""
-    path = Path(path)
+def parse_spec(text: str, source: str = "model spec") -> list[dict]:
+    """Parse TOML text holding a ``[[layers]]`` array of tables into a spec."""
     try:
-        with path.open("rb") as f:
-            document = tomllib.load(f)
-    except FileNotFoundError:
-        raise DigitsError(f"no such model spec file: {path}") from None
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise DigitsError(f"cannot read model spec {path}: {error}") from None
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise DigitsError(f"cannot read {source}: {error}") from None
     layers = document.get("layers")
     if not isinstance(layers, list) or not layers:
-        raise DigitsError(f"{path}: a model spec needs a [[layers]] array of tables")
+        raise DigitsError(f"{source}: a model spec needs a [[layers]] array of tables")
     return [_check_layer(i, layer) for i, layer in enumerate(layers)]
+
+
+def load_spec(path: str | Path) -> list[dict]:
+    """Read a TOML spec file; DigitsError if it is missing or malformed."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DigitsError(f"no such model spec file: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DigitsError(f"cannot read model spec {path}: {error}") from None
+    return parse_spec(text, f"model spec {path}")
 
 
 def get_spec(name_or_path: str) -> tuple[str, list[dict]]:

@@ -252,8 +252,9 @@ class Trainer:
                 x = self._inputs(images[idx], True)
                 for callback in self.callbacks:
                     callback.on_batch_begin(self, self.step)
-                logits = self.net.forward(x, training=True)
-                loss, dlogits = nn.softmax_cross_entropy(logits, y, self.label_smoothing)
+                with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
+                    logits = self.net.forward(x, training=True)
+                    loss, dlogits = nn.softmax_cross_entropy(logits, y, self.label_smoothing)
                 if not math.isfinite(loss):
                     raise TrainingDiverged(
                         f"the loss became {loss} at epoch {self.epoch + 1}, batch {b + 1} "
