@@ -121,3 +121,30 @@ def test_a_checkpoint_loads_as_a_model(saved, tmp_path):
     tensors, _ = modelfile.read(ckpt)
     assert "checkpoint/trainer/optimizer/exp_avg.0" in tensors
     assert modelfile.load(ckpt).predict(np.zeros((1, 28, 28), np.float32)).shape == (1,)
+
+
+def test_every_bad_file_is_refused_by_the_cli_in_one_line(saved, tmp_path, capsys):
+    from digit_recognizer.cli import main
+
+    path, _ = saved
+    for case, (content, message) in _bad_files(tmp_path, path.read_bytes()).items():
+        bad = tmp_path / f"{case.replace(' ', '_')}.safetensors"
+        bad.write_bytes(content)
+        assert main(["evaluate", str(bad), "--json"]) == 1, case
+        out, err = capsys.readouterr()
+        assert out == "", case
+        assert err.startswith("digits: error: ") and message in err, (case, err)
+        assert len(err.strip().splitlines()) == 1, (case, err)
+
+
+def test_a_renamed_pickle_fails_cleanly_in_a_real_process(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    result = subprocess.run([sys.executable, "-m", "digit_recognizer", "evaluate", str(bad)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"digits: error: {bad} is a Python pickle, not a safetensors model; "
+                                     "pickles are never loaded because they can run arbitrary code")
