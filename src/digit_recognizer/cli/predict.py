@@ -1,5 +1,85 @@
-"""`digits predict`."""
+"""`digits predict [--model MODEL] PATH... [--json] [--top-k K] [--show-steps DIR] [--csv FILE]`.
+
+A thin layer over ``predict.predict_paths``: every input is read even when
+others fail; the exit code is 1 when any input failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+from digit_recognizer.errors import DigitsError
 
 
 def register(subparsers):
-    subparsers.add_parser("predict", help="(not available yet)")
+    p = subparsers.add_parser(
+        "predict",
+        help="recognise the digits in image files",
+        description="Recognise the digit, or the number, in each image (photos, scans, "
+        "canvas drawings). Folders are searched for image files.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    p.add_argument("--model", default=None, help="model file (default: the model shipped with the package)")
+    p.add_argument("--json", action="store_true", help="print one JSON list on stdout")
+    p.add_argument("--top-k", type=int, default=3, metavar="K", help="how many ranked digits to report (default 3)")
+    p.add_argument("--show-steps", metavar="DIR", help="write the intermediate images (what the network saw) to DIR")
+    p.add_argument("--csv", metavar="FILE", help="also write the results as a CSV table")
+    p.add_argument("--deskew", action="store_true", help="straighten slanted digits before recognising them")
+    p.set_defaults(func=run)
+
+
+def load_model(path):
+    from digit_recognizer import modelfile
+
+    return modelfile.load(path if path else modelfile.default_model_path())
+
+
+def run(args) -> int:
+    from digit_recognizer import predict
+
+    if args.top_k < 1:
+        raise DigitsError("--top-k must be at least 1")
+    model = load_model(args.model)
+    results = predict.predict_paths(model, args.paths, args.top_k, deskew=args.deskew, steps_dir=args.show_steps)
+    if not results:
+        raise DigitsError("no image files found in " + ", ".join(args.paths))
+    if args.csv:
+        write_csv(args.csv, results)
+    if args.json:
+        json.dump(results, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for r in results:
+            if "error" in r:
+                print(f"digits: error: {r['path']}: {r['error']}", file=sys.stderr)
+            else:
+                print(describe(r))
+    return 1 if any("error" in r for r in results) else 0
+
+
+def describe(result: dict) -> str:
+    """One line for people: ``photo.jpg: 7 (99.8%)``, with the runners-up when unsure."""
+    reading = result.get("number", str(result["digit"]))
+    line = f"{result['path']}: {reading} ({100 * result['confidence']:.1f}%)"
+    if result["low_confidence"]:
+        alternatives = ", ".join(f"{k} {100 * p:.0f}%" for k, p in result["top_k"][1:])
+        line += f"  low confidence; next: {alternatives}" if alternatives else "  low confidence"
+    return line
+
+
+def write_csv(path, results) -> None:
+    try:
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["path", "reading", "confidence", "low_confidence", "top_k", "error"])
+            for r in results:
+                if "error" in r:
+                    writer.writerow([r["path"], "", "", "", "", r["error"]])
+                else:
+                    top = " ".join(f"{k}:{p}" for k, p in r["top_k"])
+                    reading = r.get("number", str(r["digit"]))
+                    writer.writerow([r["path"], reading, r["confidence"], r["low_confidence"], top, ""])
+    except OSError as error:
+        raise DigitsError(f"cannot write {path}: {error.strerror or error}") from None

@@ -1,0 +1,110 @@
+"""Recognise the digits in people's images: preprocessing + a model -> JSON-ready results.
+
+``model`` is anything with ``predict_proba(images) -> (N, n_classes)`` for
+float32 images (N, 28, 28) in [0, 1], white on black (a ``modelfile.Model``).
+The CLI, the web app and the notebooks all call these two functions.
+
+A result is a dict (the contract of ``digits predict --json``)::
+
+    {"digit": 7, "confidence": 0.998, "top_k": [[7, 0.998], [1, 0.001], [2, 0.0004]],
+     "low_confidence": false}
+
+An image holding several digits also carries ``"number": "2026"`` and
+``"digits"``, one such dict per digit, left to right; its ``digit`` and
+``top_k`` are those of the leftmost digit and its ``confidence`` is the
+probability that the whole number is right (the product over its digits).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from digit_recognizer import preprocess
+from digit_recognizer.errors import DigitsError
+
+LOW_CONFIDENCE = 0.75  # below this a reading is flagged "low_confidence"
+
+
+def _digit_result(probs: np.ndarray, top_k: int) -> dict:
+    order = np.argsort(-probs, kind="stable")[: max(1, top_k)]
+    best = int(order[0])
+    return {
+        "digit": best,
+        "confidence": round(float(probs[best]), 4),
+        "top_k": [[int(k), round(float(probs[k]), 4)] for k in order],
+    }
+
+
+def _result(probs: np.ndarray, top_k: int) -> dict:
+    """One image's result from the (n_digits, n_classes) probabilities of its digits."""
+    digits = [_digit_result(p, top_k) for p in probs]
+    if len(digits) == 1:
+        result = digits[0]
+    else:
+        confidence = float(np.prod(probs.max(axis=1)))
+        result = {
+            "number": "".join(str(d["digit"]) for d in digits),
+            "digit": digits[0]["digit"],
+            "confidence": round(confidence, 4),
+            "top_k": digits[0]["top_k"],
+            "digits": digits,
+        }
+    result["low_confidence"] = result["confidence"] < LOW_CONFIDENCE
+    return result
+
+
+def predict_image(model, source, top_k: int = 3, *, deskew: bool = False, steps_dir=None) -> dict:
+    """Read the digit (or number) in ``source`` (path, bytes, PIL image or array).
+
+    Raises ``DigitsError`` for an unreadable image or ``"no digit found"``.
+    ``steps_dir``: also write the intermediate images there (``preprocess.save_steps``).
+    """
+    ex = preprocess.extract(source, deskew=deskew)
+    probs = np.asarray(model.predict_proba(ex.pool))
+    ex.choose(probs)
+    if steps_dir is not None:
+        stem = Path(source).stem if isinstance(source, (str, os.PathLike)) else "image"
+        preprocess.save_steps(ex, steps_dir, stem)
+    return _result(probs[ex.indices], top_k)
+
+
+def expand_paths(paths) -> list[Path]:
+    """Files named directly, plus the image files found (recursively) in named folders, sorted."""
+    out = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            out += sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in preprocess.IMAGE_SUFFIXES
+            )
+        else:
+            out.append(path)
+    return out
+
+
+def predict_paths(model, paths, top_k: int = 3, *, deskew: bool = False, steps_dir=None) -> list[dict]:
+    """``predict_image`` for every file (folders are walked), the model run once on all digits.
+
+    Each result carries ``"path"``; an input that fails carries ``"error"``
+    instead of a reading, and the others are still predicted.
+    """
+    results, read = [], []
+    for path in expand_paths(paths):
+        try:
+            read.append((len(results), path, preprocess.extract(path, deskew=deskew)))
+            results.append({"path": str(path)})
+        except DigitsError as error:
+            results.append({"path": str(path), "error": str(error)})
+    if read:
+        probs = np.asarray(model.predict_proba(np.concatenate([ex.pool for _, _, ex in read])))
+        start = 0
+        for index, path, ex in read:
+            mine = probs[start : start + len(ex.pool)]
+            start += len(ex.pool)
+            ex.choose(mine)
+            results[index].update(_result(mine[ex.indices], top_k))
+            if steps_dir is not None:
+                preprocess.save_steps(ex, steps_dir, path.stem)
+    return results

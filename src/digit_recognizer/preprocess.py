@@ -1,0 +1,615 @@
+"""Any image -> 28x28 MNIST-style digits: the one preprocessing path of the project.
+
+The CLI, the web app, the notebooks and the export tests all call this module,
+so a digit looks the same to the network wherever it comes from. The pipeline
+follows how MNIST itself was made (LeCun et al.: "normalized to fit in a 20x20
+box preserving their aspect ratio ... centered in a 28x28 image by computing
+the center of mass of the pixels"), preceded by the clean-up a real photo needs:
+
+1. ``load_image``   decode anything Pillow reads; first frame; EXIF orientation;
+                    a pixel budget against decompression bombs.
+2. ``_to_gray``     composite transparency (a canvas drawing may live only in
+                    the alpha channel), 16-bit / palette / CMYK -> gray in [0, 1].
+3. ``_ink_map``     polarity (ink is the minority tail of the histogram),
+                    uneven lighting removed by subtracting a large-scale
+                    background (a morphological opening), Otsu threshold.
+4. ``_find_digits`` connected components, specks dropped, broken strokes
+                    merged (pieces that overlap in x belong to one digit),
+                    touching digits split at projection minima, left to right.
+5. ``_to_28x28``    crop, stroke-thickness normalisation, fit into 20x20,
+                    centre of mass at the centre of 28x28, optional deskew.
+
+Shapes: work images are (H, W) float32; digits are (28, 28) float32 in [0, 1],
+white ink on black, as the model was trained on.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from digit_recognizer.errors import DigitsError
+
+MAX_PIXELS = 40_000_000       # pixel budget: refuse bigger images before decoding them
+MAX_FILE_BYTES = 64 * 2**20   # and bigger files before reading them
+DECODE_SIDE = 2048            # JPEGs are decoded at reduced scale down to about this side
+WORK_SIDE = 320               # analysis resolution (long side), enough for a 5-digit number
+DETAIL_SIDE = 80              # a digit is normalised at this size, then reduced to 20x20
+MIN_CONTRAST = 0.08           # weakest ink (fraction of full scale) that still counts as ink
+SPLIT_PRIOR = 0.8             # prior odds of each extra cut when reading touching digits
+NO_DIGIT = "no digit found"
+
+# Stroke width of MNIST digits at DETAIL_SIDE (= 4x the 20x20 box), measured on
+# 2000 MNIST test digits with `_stroke_width`: median 10.0, 10th-90th percentile 7.4-14.0.
+MNIST_STROKE = 10.0
+
+IMAGE_SUFFIXES = frozenset(
+    ".png .jpg .jpeg .jpe .jfif .gif .bmp .dib .tif .tiff .webp .ppm .pgm .pbm .pnm .tga .ico".split()
+)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_image(source) -> Image.Image:
+    """Decode ``source`` (path, bytes, file object or PIL image) into a loaded PIL image.
+
+    First frame of an animation, EXIF orientation applied. Every way a file can
+    be unusable becomes a one-line ``DigitsError``.
+    """
+    if isinstance(source, Image.Image):
+        _check_budget(*source.size)
+        return ImageOps.exif_transpose(source) if source.getexif() else source
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif hasattr(source, "read"):
+        data = source.read(MAX_FILE_BYTES + 1)
+    else:
+        data = _read_file(Path(source))
+    if not data:
+        raise DigitsError("empty file")
+    if len(data) > MAX_FILE_BYTES:
+        raise DigitsError(f"file is larger than {MAX_FILE_BYTES // 2**20} MiB")
+    return _decode(data)
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        if path.is_dir():
+            raise DigitsError(f"{path} is a directory")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise DigitsError(f"file is larger than {MAX_FILE_BYTES // 2**20} MiB")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DigitsError(f"no such file: {path}") from None
+    except PermissionError:
+        raise DigitsError(f"permission denied: {path}") from None
+    except OSError as error:
+        raise DigitsError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def _decode(data: bytes) -> Image.Image:
+    head = data[:1024].lstrip().lower()
+    if head.startswith((b"<svg", b"<?xml")) and b"<svg" in data[:4096].lower():
+        raise DigitsError("SVG is a vector format and is not supported; export it as PNG first")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            _check_budget(*image.size)
+            if getattr(image, "n_frames", 1) > 1:
+                image.seek(0)  # an animation: its first frame
+            if image.format == "JPEG" and max(image.size) > 2 * DECODE_SIDE:
+                image.draft(image.mode, (DECODE_SIDE, DECODE_SIDE))  # decode at 1/2, 1/4 or 1/8 scale
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except DigitsError:
+        raise
+    except UnidentifiedImageError:
+        raise DigitsError("not an image (or a format Pillow cannot read)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DigitsError(f"image is above the limit of {MAX_PIXELS // 10**6} megapixels") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as error:
+        # Pillow reports truncated and corrupt data with a zoo of exception types
+        raise DigitsError(f"truncated or corrupt image ({_one_line(error)})") from None
+    return image
+
+
+def _check_budget(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise DigitsError(
+            f"image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), "
+            f"above the limit of {MAX_PIXELS // 10**6} megapixels; refusing to decode it"
+        )
+    if width < 1 or height < 1:
+        raise DigitsError(f"image has no pixels ({width}x{height})")
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    """A 2-D array (uint8 0..255, or float in [0, 1]) or an (H, W, 3|4) uint8 array."""
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise DigitsError(f"expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {array.shape}")
+    _check_budget(array.shape[1], array.shape[0])
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise DigitsError("image array contains NaN or infinity")
+        scale = 255.0 if array.max(initial=0) <= 1.0 else 1.0
+        array = np.clip(array * scale, 0, 255).round().astype(np.uint8)
+    elif array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+# --------------------------------------------------------------------------- gray
+
+
+def _to_gray(image: Image.Image, max_side: int) -> np.ndarray:
+    """Luminance in [0, 1] (1 = white), (H, W) float32, long side at most ``max_side``.
+
+    Transparent pixels are composited over a background that keeps the ink
+    visible: over the paper colour when the opaque part is mostly paper, or
+    over the colour opposite the strokes when the opaque part is the strokes
+    (a canvas drawing on a transparent layer, whose RGB is often all black).
+    """
+    mode = image.mode
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        gray = np.asarray(image, dtype=np.float32)
+        full_scale = 65535.0 if mode.startswith("I;16") or gray.max(initial=0) > 255 else 255.0
+        if mode == "F" and gray.max(initial=0) <= 1.0:
+            full_scale = 1.0
+        return _shrink(np.clip(gray / full_scale, 0.0, 1.0), max_side)
+
+    has_alpha = mode in ("LA", "La", "RGBA", "RGBa", "PA") or "transparency" in image.info
+    if not has_alpha:
+        if mode != "L":
+            image = image.convert("RGB").convert("L")
+        image = _shrink_image(image, max_side)
+        return np.asarray(image, dtype=np.float32) * np.float32(1 / 255)
+
+    la = np.asarray(image.convert("RGBA").convert("LA"), dtype=np.float32) * np.float32(1 / 255)
+    lum, alpha = la[..., 0], la[..., 1]
+    opaque = alpha > 0.5
+    coverage = opaque.mean()
+    if coverage == 0:
+        return _shrink(np.ones_like(lum), max_side)  # fully transparent: nothing drawn
+    if coverage >= 0.5:
+        background = float(np.median(lum[opaque]))
+    else:
+        background = 1.0 if lum[opaque].mean() < 0.5 else 0.0
+    return _shrink(alpha * lum + (1 - alpha) * background, max_side)
+
+
+def _shrink_image(image: Image.Image, max_side: int) -> Image.Image:
+    factor = max(image.size) / max_side
+    if factor <= 1:
+        return image
+    size = (max(1, round(image.width / factor)), max(1, round(image.height / factor)))
+    return image.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
+
+
+def _shrink(gray: np.ndarray, max_side: int) -> np.ndarray:
+    if max(gray.shape) <= max_side:
+        return np.ascontiguousarray(gray, dtype=np.float32)
+    return np.asarray(_shrink_image(Image.fromarray(gray.astype(np.float32), "F"), max_side))
+
+
+def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an (H, W) float array to (width, height) = size: area average when shrinking."""
+    h, w = array.shape
+    filt = Image.Resampling.BOX if size[0] <= w and size[1] <= h else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(array.astype(np.float32), "F").resize(size, filt))
+
+
+# --------------------------------------------------------------------------- ink
+
+
+def _histogram(values: np.ndarray, bins: int = 256) -> np.ndarray:
+    q = np.clip(values * (bins - 1) + 0.5, 0, bins - 1).astype(np.intp)
+    return np.bincount(q.ravel(), minlength=bins)
+
+
+def _hist_percentile(hist: np.ndarray, q: float) -> float:
+    """The q-th percentile (0 <= q <= 100) of the values a histogram over [0, 1] counts."""
+    cdf = np.cumsum(hist)
+    return float(np.searchsorted(cdf, max(q / 100 * cdf[-1], 0.5))) / (len(hist) - 1)
+
+
+def otsu_threshold(hist: np.ndarray) -> float:
+    """Otsu's threshold in [0, 1] from a histogram over [0, 1]: argmax_t w0 w1 (mu0 - mu1)^2."""
+    p = hist / max(hist.sum(), 1)
+    omega = np.cumsum(p)
+    mu = np.cumsum(p * np.arange(len(p)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mu[-1] * omega - mu) ** 2 / (omega * (1 - omega))
+    between[~np.isfinite(between)] = 0
+    return (int(np.argmax(between)) + 0.5) / (len(p) - 1)
+
+
+def _background(x: np.ndarray) -> np.ndarray:
+    """Large-scale background of ``x`` (bright ink on a darker, uneven ground).
+
+    A morphological opening (min filter, then max filter) with a window of a
+    quarter of the short side erases every stroke narrower than that and keeps
+    the slow variation of the lighting. Computed on a ~48-px-high grid of
+    block minima, smoothed, and brought back up to full size bilinearly.
+    """
+    h, w = x.shape
+    block = max(1, min(h, w) // 48)
+    hb, wb = h // block, w // block
+    coarse = x[: hb * block, : wb * block].reshape(hb, block, wb, block).min(axis=(1, 3))
+    window = max(3, int(0.25 * min(hb, wb)) | 1)
+    coarse = ndimage.maximum_filter(ndimage.minimum_filter(coarse, window, mode="nearest"), window, mode="nearest")
+    coarse = ndimage.uniform_filter(coarse, max(3, window // 2 | 1), mode="nearest")
+    return _resize(coarse, (w, h))
+
+
+@dataclass
+class Extraction:
+    """Everything the pipeline saw, for ``predict``, ``--show-steps`` and the notebooks.
+
+    gray: (H, W) work-resolution luminance, 1 = white. ink: (H, W) ink strength
+    (polarity fixed, background removed, 1 = full stroke). mask: ink above the
+    Otsu threshold. pool: (m, 28, 28) float32, every candidate digit, with its
+    (top, left, bottom, right) work-resolution box in pool_boxes. options: per
+    group of ink (left to right), its possible readings as lists of pool
+    indices: the group as one digit, then cut into 2, 3, ... touching digits.
+    choice: the option taken per group; geometry picks one, a model can pick
+    better (``choose``).
+    """
+
+    gray: np.ndarray
+    ink: np.ndarray
+    mask: np.ndarray
+    inverted: bool
+    pool: np.ndarray
+    pool_boxes: list
+    options: list
+    choice: list
+
+    @property
+    def indices(self) -> list[int]:
+        """Pool indices of the digits read, left to right."""
+        return [i for options, c in zip(self.options, self.choice) for i in options[c]]
+
+    @property
+    def digits(self) -> np.ndarray:
+        """(n, 28, 28) float32: the network inputs, left to right."""
+        return self.pool[self.indices]
+
+    @property
+    def boxes(self) -> list:
+        return [self.pool_boxes[i] for i in self.indices]
+
+    def choose(self, probs: np.ndarray) -> None:
+        """Per group, take the reading the model believes most: the highest product of
+        the digits' top probabilities, times SPLIT_PRIOR per cut (networks are
+        confident even about half a digit, so a cut must earn its place).
+        ``probs``: (m, n_classes), the model's output for ``pool``."""
+        log_top = np.log(np.maximum(np.asarray(probs).max(axis=1), 1e-12))
+        self.choice = [
+            int(np.argmax([log_top[o].sum() + (len(o) - 1) * np.log(SPLIT_PRIOR) for o in options]))
+            for options in self.options
+        ]
+
+
+def _dark_ink(gray: np.ndarray) -> bool:
+    """True for dark ink on light paper: the ink is the histogram tail farther from the median.
+
+    Most pixels are paper, so the median is the paper; judged on at most ~100k samples.
+    """
+    step = max(1, int(np.sqrt(gray.size / 100_000)))
+    hist = _histogram(gray[::step, ::step])
+    mid = _hist_percentile(hist, 50)
+    for q in (0.5, 0.01, 0.0):  # a tiny digit hides below the 0.5 % tail: look further out
+        lo, hi = _hist_percentile(hist, q), _hist_percentile(hist, 100 - q)
+        if lo != mid or hi != mid:
+            break
+    return (mid - lo) > (hi - mid)
+
+
+def _max_pool(x: np.ndarray, max_side: int) -> np.ndarray:
+    """Shrink by an integer factor so the long side is at most ``max_side``, keeping the
+    brightest pixel of each block: a 1-px stroke survives any reduction at full contrast."""
+    k = -(-max(x.shape) // max_side)
+    if k == 1:
+        return x
+    h, w = x.shape[0] // k * k, x.shape[1] // k * k
+    if h == 0 or w == 0:
+        return x[::k, ::k]
+    return x[:h, :w].reshape(h // k, k, w // k, k).max(axis=(1, 3))
+
+
+def _ink_map(x: np.ndarray):
+    """(ink, mask) from ``x`` (bright ink): background removed, Otsu threshold."""
+    ink = x - _background(x)
+    np.clip(ink, 0.0, 1.0, out=ink)
+    threshold = max(otsu_threshold(_histogram(ink)), 0.5 * MIN_CONTRAST)
+    return ink, ink > threshold
+
+
+def _noise_floor(ink: np.ndarray) -> float:
+    """Weakest mean ink a real stroke has: paper level + 4 robust sigmas of the paper noise."""
+    hist = _histogram(ink)
+    median = _hist_percentile(hist, 50)
+    mad = _hist_percentile(_histogram(np.abs(ink - median)), 50)
+    return max(MIN_CONTRAST, median + 4 * 1.4826 * mad)
+
+
+# --------------------------------------------------------------------------- digits
+
+
+def _find_digits(ink: np.ndarray, mask: np.ndarray, single: bool):
+    """Group the ink into digits: (labels, list of (box, label ids)), left to right.
+
+    Components are 8-connected. Specks (tiny next to the largest component) and
+    weak blobs (noise that crossed the threshold: mean ink under the noise
+    floor) are dropped. Pieces that overlap in x by half the narrower one are
+    one digit (a "4" drawn in two strokes, a broken loop), and so are close
+    neighbours that barely overlap in y (stacked pieces); a piece much shorter
+    than the digits joins its nearest neighbour when it is close (a "5" whose
+    flag came loose), and is dropped as a mark otherwise.
+    """
+    # label a slightly thickened mask so strokes broken by a pixel or two stay one piece
+    labels, n = ndimage.label(ndimage.binary_dilation(mask), structure=np.ones((3, 3), bool))
+    labels *= mask
+    if n == 0:
+        return labels, []
+    ids = np.arange(1, n + 1)
+    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    strength = ndimage.mean(ink, labels, ids)
+    slices = ndimage.find_objects(labels)
+    box = np.array([[s[0].start, s[1].start, s[0].stop, s[1].stop] for s in slices])
+    height = box[:, 2] - box[:, 0]
+    keep = (area >= max(3, 0.04 * area.max())) & (strength >= _noise_floor(ink)) & (height >= 2)
+    keep &= height >= 0.2 * height[keep].max(initial=0)
+    if not keep.any():
+        return labels, []
+
+    groups: list[list] = []  # [top, left, bottom, right, [ids]]
+    for i in np.flatnonzero(keep)[np.argsort(box[keep, 1], kind="stable")]:
+        piece = [*box[i], [i + 1]]
+        for g in groups:
+            overlap = min(piece[3], g[3]) - max(piece[1], g[1])
+            if single or overlap > 0.5 * min(piece[3] - piece[1], g[3] - g[1]):
+                _absorb(g, piece)
+                break
+        else:
+            groups.append(piece)
+
+    tallest = max(g[2] - g[0] for g in groups)
+    stacked: list[list] = []  # neighbours one above the other are pieces of one digit
+    for g in groups:
+        if stacked:
+            last = stacked[-1]
+            y_overlap = min(g[2], last[2]) - max(g[0], last[0])
+            if g[1] - last[3] <= 0.15 * tallest and y_overlap < 0.3 * min(g[2] - g[0], last[2] - last[0]):
+                _absorb(last, g)
+                continue
+        stacked.append(g)
+    groups = stacked
+    digits = [g for g in groups if g[2] - g[0] >= 0.5 * tallest]
+    for g in groups:
+        if g[2] - g[0] < 0.5 * tallest:
+            gaps = [max(0, g[1] - d[3], d[1] - g[3]) for d in digits]
+            if min(gaps) <= 0.25 * tallest:
+                _absorb(digits[int(np.argmin(gaps))], g)
+    mass = np.array([area[np.array(g[4]) - 1].sum() for g in digits])
+    digits = [g for g, m in zip(digits, mass) if m >= 0.08 * mass.max()]
+    digits.sort(key=lambda g: g[1])
+    return labels, [(tuple(int(v) for v in g[:4]), g[4]) for g in digits]
+
+
+def _absorb(group: list, piece: list) -> None:
+    group[0], group[1] = min(group[0], piece[0]), min(group[1], piece[1])
+    group[2], group[3] = max(group[2], piece[2]), max(group[3], piece[3])
+    group[4] += piece[4]
+
+
+def _splits(ink, labels, box, members, n: int) -> list:
+    """Cut a group into ``n`` digits at the lowest points of its column ink profile."""
+    t, l, b, r = box
+    w = r - l
+    region = np.where(np.isin(labels[t:b, l:r], members), ink[t:b, l:r], 0)
+    profile = ndimage.uniform_filter1d(region.sum(axis=0), 3)
+    cuts, step = [0], w / n
+    for k in range(1, n):
+        lo, hi = int(k * step - 0.35 * step), int(k * step + 0.35 * step) + 1
+        cuts.append(lo + int(np.argmin(profile[lo:hi])))
+    cuts.append(w)
+    parts = []
+    for a, c in zip(cuts[:-1], cuts[1:]):
+        rows = np.flatnonzero(region[:, a:c].any(axis=1))
+        if c - a >= 2 and len(rows):
+            parts.append((t + int(rows[0]), l + a, t + int(rows[-1]) + 1, l + c))
+    return parts
+
+
+def _digit_crop(ink, labels, box, members, x_full):
+    """The ink of one digit, cropped; from the full-resolution image when it is small there.
+
+    ``ink``/``labels`` are at work resolution, ``x_full`` is the full-resolution
+    image (bright ink); pixels of other digits inside the box are left out.
+    """
+    t, l, b, r = box
+    keep = np.isin(labels[t:b, l:r], members)
+    if min(keep.shape) > 2:
+        keep = ndimage.binary_dilation(keep)
+    k = x_full.shape[0] // ink.shape[0]
+    if k == 1 or max(b - t, r - l) >= DETAIL_SIDE:
+        return np.where(keep, ink[t:b, l:r], 0.0)
+    # Small at work resolution: take the digit's own pixels at full resolution,
+    # less the paper level around it (light varies little over a small box).
+    fine = x_full[t * k : b * k, l * k : r * k]
+    keep = np.repeat(np.repeat(keep, k, axis=0), k, axis=1)[: fine.shape[0], : fine.shape[1]]
+    paper = np.median(fine[~keep]) if (~keep).any() else 0.0
+    return np.where(keep, np.clip(fine - paper, 0.0, 1.0), 0.0)
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width of a binary drawing: area / (half the boundary length)."""
+    area = mask.sum()
+    if area == 0:
+        return 0.0
+    boundary = area - ndimage.binary_erosion(mask).sum()
+    return 2.0 * area / max(boundary, 1)
+
+
+def _to_28x28(crop: np.ndarray, deskew: bool = False, normalise_stroke: bool = True) -> np.ndarray:
+    """Crop of one digit (ink in [0, 1]) -> (28, 28) MNIST-style float32.
+
+    Scaled so its long side is DETAIL_SIDE (4x the 20-px box); contrast set so
+    the stroke core is 1; strokes much thinner or thicker than MNIST's are
+    dilated or eroded towards MNIST's width; reduced to fit 20x20 keeping the
+    aspect ratio; placed so its centre of mass is the centre of the 28x28 image.
+    """
+    h, w = crop.shape
+    f = DETAIL_SIDE / max(h, w)
+    big = _resize(crop, (max(1, round(w * f)), max(1, round(h * f))))
+    strong = big[big > 0.25 * big.max()] if big.size else big
+    if strong.size:
+        big = np.clip(big / max(np.percentile(strong, 75), 1e-3), 0.0, 1.0)
+
+    if normalise_stroke:
+        width = _stroke_width(big > 0.5)
+        if width < 0.65 * MNIST_STROKE:
+            size = int(round(0.8 * MNIST_STROKE - width)) | 1
+            big = np.pad(big, size)  # room to grow
+            big = ndimage.grey_dilation(big, footprint=_disk(size))
+        elif width > 1.6 * MNIST_STROKE:
+            size = int(round(width - 1.3 * MNIST_STROKE)) | 1
+            if size < width / 2:
+                big = ndimage.grey_erosion(big, footprint=_disk(size))
+        rows, cols = np.flatnonzero(big.max(axis=1) > 0.05), np.flatnonzero(big.max(axis=0) > 0.05)
+        if len(rows) and len(cols):
+            big = big[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+    h, w = big.shape
+    f = 20.0 / max(h, w)
+    small = _resize(big, (max(1, round(w * f)), max(1, round(h * f))))
+    out = np.zeros((28, 28), np.float32)
+    sh, sw = small.shape
+    total = small.sum()
+    if total <= 0:
+        return out
+    cy = (small.sum(axis=1) @ np.arange(sh)) / total
+    cx = (small.sum(axis=0) @ np.arange(sw)) / total
+    top = int(np.clip(round(13.5 - cy), 0, 28 - sh))
+    left = int(np.clip(round(13.5 - cx), 0, 28 - sw))
+    out[top : top + sh, left : left + sw] = small
+    return deskew_digit(out) if deskew else np.clip(out, 0.0, 1.0)
+
+
+def _disk(size: int) -> np.ndarray:
+    r = (size - 1) / 2
+    yy, xx = np.mgrid[:size, :size]
+    return (yy - r) ** 2 + (xx - r) ** 2 <= r * r + 0.5
+
+
+def deskew_digit(digit: np.ndarray) -> np.ndarray:
+    """Undo the slant of a (28, 28) digit: shear x by -cov(x, y) / var(y) about its centre."""
+    total = digit.sum()
+    if total <= 0:
+        return digit
+    yy, xx = np.mgrid[:28, :28].astype(np.float32)
+    cy, cx = (digit * yy).sum() / total, (digit * xx).sum() / total
+    var_y = (digit * (yy - cy) ** 2).sum() / total
+    cov = (digit * (yy - cy) * (xx - cx)).sum() / total
+    alpha = cov / max(var_y, 1e-6)
+    # output (y, x) samples input (y, x + alpha (y - cy)); centre of mass moved to (13.5, 13.5)
+    matrix = np.array([[1.0, 0.0], [alpha, 1.0]])
+    offset = np.array([cy, cx]) - matrix @ np.array([13.5, 13.5])
+    out = ndimage.affine_transform(digit, matrix, offset=offset, order=1, mode="constant")
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- public
+
+
+def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction:
+    """Run the whole pipeline on ``source``; ``single`` treats all the ink as one digit.
+
+    Raises ``DigitsError("no digit found")`` when the image has no ink.
+    """
+    image = load_image(source)
+    gray_full = _to_gray(image, DECODE_SIDE)
+    inverted = _dark_ink(gray_full)
+    x_full = 1.0 - gray_full if inverted else gray_full
+    ink, mask = _ink_map(_max_pool(x_full, WORK_SIDE))
+    labels, groups = _find_digits(ink, mask, single)
+    if not groups:
+        raise DigitsError(NO_DIGIT)
+
+    pool, pool_boxes, options, choice = [], [], [], []
+    for box, members in groups:
+        t, l, b, r = box
+        h, w = b - t, r - l
+        readings = [[box]]
+        if not single and w > 1.2 * h:  # wide enough to be touching digits
+            readings += [_splits(ink, labels, box, members, n) for n in range(2, min(5, int(w / (0.35 * h))) + 1)]
+        group_options = []
+        for reading in readings:
+            group_options.append(list(range(len(pool), len(pool) + len(reading))))
+            pool_boxes += reading
+            pool += [_to_28x28(_digit_crop(ink, labels, p, members, x_full), deskew=deskew) for p in reading]
+        options.append(group_options)
+        guess = int(round(w / (0.8 * h))) if w > 1.3 * h else 1  # without a model: by the aspect ratio
+        choice.append(min(guess, len(readings)) - 1)
+    work_gray = _resize(gray_full, (ink.shape[1], ink.shape[0])) if ink.shape != gray_full.shape else gray_full
+    return Extraction(work_gray, ink, mask, inverted, np.stack(pool).astype(np.float32), pool_boxes, options, choice)
+
+
+def to_mnist(image, *, deskew: bool = False) -> np.ndarray:
+    """Any image -> (28, 28) float32 in [0, 1], white digit on black, MNIST-style.
+
+    All the ink is taken as one digit. ``DigitsError("no digit found")`` for a blank image.
+    """
+    return extract(image, single=True, deskew=deskew).digits[0]
+
+
+def segment(image, *, deskew: bool = False) -> list[np.ndarray]:
+    """The digits of a number, left to right: a list of (28, 28) float32 arrays."""
+    return list(extract(image, deskew=deskew).digits)
+
+
+def save_steps(ex: Extraction, directory: str | Path, stem: str = "image") -> list[Path]:
+    """Write what the network saw: gray, ink, mask with digit boxes, each 28x28 input (x8)."""
+    from PIL import ImageDraw
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def png(array):
+        return Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8))
+
+    written = []
+    for name, array in (("1-gray", ex.gray), ("2-ink", ex.ink), ("3-mask", ex.mask.astype(np.float32))):
+        image = png(array)
+        if name == "3-mask":
+            image = image.convert("RGB")
+            draw = ImageDraw.Draw(image)
+            for t, l, b, r in ex.boxes:
+                draw.rectangle((l, t, r - 1, b - 1), outline=(255, 64, 64))
+        path = directory / f"{stem}-{name}.png"
+        image.save(path)
+        written.append(path)
+    for i, digit in enumerate(ex.digits):
+        path = directory / f"{stem}-4-digit{i}.png"
+        png(digit).resize((224, 224), Image.Resampling.NEAREST).save(path)
+        written.append(path)
+    return written

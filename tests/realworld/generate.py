@@ -1,0 +1,269 @@
+"""Generate realistic test images of digits: photos, canvas drawings, print, numbers.
+
+Every handwritten shape comes from the MNIST *test* split (never from training
+digits), every printed one from a TrueType font shipped with matplotlib. Each
+image is written as a file the way a user would hand it to ``digits predict``,
+and ``labels.csv`` (path, category, label) records what it shows.
+
+Categories (the README's "images" table reports accuracy per category):
+
+  photo       a digit on paper photographed: uneven light, rotation, blur, noise,
+              JPEG artefacts; black, pencil-grey or blue ink
+  canvas      a digit drawn with a thick brush on a web canvas: black on white,
+              white on black, or black strokes on a transparent layer (RGBA)
+  print       a printed digit in one of several fonts, as a scan (noise, blur)
+  thin        a digit drawn with a fine pen (strokes 1-3 px on a large image)
+  thick       a digit drawn with a marker (very thick strokes)
+  small       a small digit (12-40 px) somewhere off-centre on a large canvas
+  number      a number of 2-5 handwritten digits, on paper or on a canvas
+  number-print a printed number of 2-5 digits
+
+    python tests/realworld/generate.py --out /tmp/realworld --per-category 100 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from scipy import ndimage
+
+FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+FONTS = [
+    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
+    "DejaVuSansMono.ttf", "DejaVuSans-Oblique.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf",
+    "cmr10.ttf", "cmss10.ttf",
+]
+SINGLE = ("photo", "canvas", "print", "thin", "thick", "small")
+NUMBERS = ("number", "number-print")
+CATEGORIES = SINGLE + NUMBERS
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def mnist_shape(digit: np.ndarray, height: int) -> np.ndarray:
+    """A (28, 28) uint8 MNIST digit as smooth pen ink (float [0, 1]) ``height`` px tall."""
+    x = digit.astype(np.float32) / 255
+    rows, cols = np.flatnonzero(x.max(1) > 0.1), np.flatnonzero(x.max(0) > 0.1)
+    x = np.pad(x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], 1)
+    f = height / x.shape[0]
+    size = (max(2, round(x.shape[1] * f)), max(2, round(x.shape[0] * f)))
+    big = np.asarray(Image.fromarray(x, "F").resize(size, Image.Resampling.BICUBIC))
+    big = ndimage.gaussian_filter(big, max(0.5, f / 3))
+    return np.clip((big - 0.3) / 0.25, 0, 1)  # a pen edge about 1/4 stroke wide
+
+
+def restroke(ink: np.ndarray, width: float) -> np.ndarray:
+    """Redraw ``ink`` with strokes about ``width`` px wide: ridge of the shape, dilated."""
+    mask = ink > 0.5
+    dist = ndimage.distance_transform_edt(mask)
+    ridge = (dist >= ndimage.maximum_filter(dist, 3) - 0.5) & (dist >= 1)
+    dist_to_ridge = ndimage.distance_transform_edt(~ridge)
+    return np.clip(width / 2 + 0.5 - dist_to_ridge, 0, 1).astype(np.float32)
+
+
+def font_shape(text: str, font_file: str, height: int) -> np.ndarray:
+    """``text`` printed in ``font_file``, cropped, about ``height`` px tall, as ink [0, 1]."""
+    font = ImageFont.truetype(str(FONT_DIR / font_file), size=int(height * 1.45))
+    left, top, right, bottom = font.getbbox(text)
+    canvas = Image.new("L", (right - left + 8, bottom - top + 8), 0)
+    ImageDraw.Draw(canvas).text((4 - left, 4 - top), text, fill=255, font=font)
+    x = np.asarray(canvas, np.float32) / 255
+    rows, cols = np.flatnonzero(x.max(1) > 0.1), np.flatnonzero(x.max(0) > 0.1)
+    return x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def row_of(shapes: list[np.ndarray], rng, gap=(0.05, 0.45)) -> np.ndarray:
+    """Digits side by side with random gaps (a negative gap lets boxes touch), jittered vertically."""
+    height = max(s.shape[0] for s in shapes)
+    pieces, x = [], 0
+    for s in shapes:
+        top = int(rng.uniform(0, 0.12) * height)
+        pieces.append((top, x, s))
+        x += s.shape[1] + int(rng.uniform(*gap) * height)
+    out = np.zeros((int(height * 1.15) + 2, x + 2), np.float32)
+    for top, left, s in pieces:
+        region = out[top : top + s.shape[0], left : left + s.shape[1]]
+        np.maximum(region, s[: region.shape[0], : region.shape[1]], out=region)
+    return out
+
+
+# --------------------------------------------------------------------------- scenes
+
+
+def place(ink: np.ndarray, size: tuple[int, int], rng, anywhere=False) -> np.ndarray:
+    """Put ``ink`` into a (height, width) = size field, near the centre or ``anywhere``."""
+    h, w = size
+    f = 0.9 * min(h / ink.shape[0], w / ink.shape[1])
+    if f < 1:  # too big for the field: shrink it
+        new = (max(2, int(ink.shape[1] * f)), max(2, int(ink.shape[0] * f)))
+        ink = np.asarray(Image.fromarray(ink, "F").resize(new, Image.Resampling.BILINEAR))
+    out = np.zeros(size, np.float32)
+    ih, iw = min(ink.shape[0], h), min(ink.shape[1], w)
+    if anywhere:
+        top, left = rng.integers(0, h - ih + 1), rng.integers(0, w - iw + 1)
+    else:
+        top = (h - ih) // 2 + int(rng.uniform(-0.1, 0.1) * (h - ih))
+        left = (w - iw) // 2 + int(rng.uniform(-0.1, 0.1) * (w - iw))
+    out[top : top + ih, left : left + iw] = ink[:ih, :iw]
+    return out
+
+
+def photo(ink: np.ndarray, rng, size=(480, 640)) -> bytes:
+    """Ink on paper under uneven light, slightly rotated, blurred, noisy: JPEG file bytes."""
+    h, w = size
+    field = place(ink, size, rng)
+    angle = rng.uniform(-12, 12)
+    field = np.asarray(Image.fromarray(field, "F").rotate(angle, Image.Resampling.BILINEAR))
+    ink_colour = [
+        np.array([0.08, 0.08, 0.1]),      # black pen
+        np.array([0.35, 0.35, 0.37]),     # pencil
+        np.array([0.1, 0.15, 0.55]),      # blue ballpoint
+        np.array([0.05, 0.1, 0.35]),      # dark blue
+    ][rng.integers(4)]
+    paper = np.array([0.92, 0.9, 0.85]) * rng.uniform(0.85, 1.0) + rng.normal(0, 0.02, 3)
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    # light: a gradient across the sheet and a soft vignette / lamp spot
+    gx, gy = rng.normal(0, 1, 2)
+    gradient = (gx * (xx / w - 0.5) + gy * (yy / h - 0.5)) * rng.uniform(0.2, 0.6)
+    cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+    spot = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (0.6 * w) ** 2))
+    light = np.clip(0.75 + gradient + 0.3 * spot, 0.35, 1.1)[..., None]
+    rgb = (paper * (1 - field[..., None]) + ink_colour * field[..., None]) * light
+    if rng.random() < 0.3:  # the shadow of the phone across part of the sheet
+        edge = rng.uniform(0.2, 0.8) * w + (yy - h / 2) * rng.uniform(-0.5, 0.5)
+        rgb *= np.where(xx[..., None] < edge[..., None], rng.uniform(0.6, 0.85), 1.0)
+    rgb += rng.normal(0, rng.uniform(0.005, 0.03), rgb.shape)
+    image = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8), "RGB")
+    image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.8)))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=int(rng.integers(25, 90)))
+    return buffer.getvalue()
+
+
+def canvas(ink: np.ndarray, rng, side=None) -> Image.Image:
+    """A drawing on a square canvas: black on white, white on black, or on a transparent layer."""
+    side = side or int(rng.integers(200, 420))
+    field = place(ink, (side, side), rng)
+    style = rng.integers(3)
+    if style == 2:  # strokes only in alpha, RGB all black (as browsers export it)
+        alpha = (field * 255).astype(np.uint8)
+        return Image.fromarray(np.dstack([np.zeros_like(alpha)] * 3 + [alpha]), "RGBA")
+    value = field if style == 1 else 1 - field
+    return Image.fromarray((value * 255).astype(np.uint8), "L")
+
+
+def scan(ink: np.ndarray, rng, size) -> Image.Image:
+    """Printed ink on white paper, scanned: slight blur and noise, PNG or JPEG."""
+    field = place(ink, size, rng)
+    gray = 0.97 - 0.9 * field + rng.normal(0, 0.02, size)
+    image = Image.fromarray((np.clip(gray, 0, 1) * 255).astype(np.uint8), "L")
+    return image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.0)))
+
+
+# --------------------------------------------------------------------------- the set
+
+
+def make(category: str, rng, images: np.ndarray, labels: np.ndarray):
+    """One (PIL image or JPEG bytes, label string) of ``category``."""
+    def pick(k=1):
+        idx = rng.integers(0, len(images), k)
+        return [images[i] for i in idx], "".join(str(int(labels[i])) for i in idx)
+
+    if category == "photo":
+        (d,), label = pick()
+        return photo(mnist_shape(d, int(rng.integers(90, 300))), rng), label
+    if category == "canvas":
+        (d,), label = pick()
+        side = int(rng.integers(200, 420))
+        shape = mnist_shape(d, int(side * rng.uniform(0.5, 0.8)))
+        return canvas(restroke(shape, side * rng.uniform(0.06, 0.12)), rng, side), label
+    if category == "print":
+        label = str(rng.integers(10))
+        font = FONTS[rng.integers(len(FONTS))]
+        h, w = int(rng.integers(150, 500)), int(rng.integers(150, 500))
+        shape = font_shape(label, font, int(min(h, w) * rng.uniform(0.3, 0.8)))
+        return scan(shape, rng, (h, w)), label
+    if category == "thin":
+        (d,), label = pick()
+        height = int(rng.integers(150, 400))
+        shape = restroke(mnist_shape(d, height), rng.uniform(1.0, 3.0))
+        return canvas(shape, rng, int(height * rng.uniform(1.2, 1.6))), label
+    if category == "thick":
+        (d,), label = pick()
+        height = int(rng.integers(100, 300))
+        shape = restroke(mnist_shape(d, height), height * rng.uniform(0.16, 0.24))
+        return canvas(np.pad(shape, height // 8), rng, int(height * 1.5)), label
+    if category == "small":
+        (d,), label = pick()
+        shape = mnist_shape(d, int(rng.integers(12, 40)))
+        h, w = int(rng.integers(400, 1200)), int(rng.integers(400, 1600))
+        field = place(shape, (h, w), rng, anywhere=True)
+        gray = 1 - field if rng.random() < 0.7 else field
+        return Image.fromarray((gray * 255).astype(np.uint8), "L"), label
+    if category == "number":
+        digits, label = pick(int(rng.integers(2, 6)))
+        height = int(rng.integers(60, 110))
+        shapes = [mnist_shape(d, int(height * rng.uniform(0.9, 1.1))) for d in digits]
+        ink = row_of(shapes, rng, gap=(-0.05, 0.4))
+        if rng.random() < 0.5:
+            return photo(ink, rng), label
+        side = max(ink.shape[1] + 40, 280)
+        return canvas(restroke(ink, height * rng.uniform(0.08, 0.14)), rng, side), label
+    if category == "number-print":
+        label = "".join(str(v) for v in rng.integers(0, 10, int(rng.integers(2, 6))))
+        label = label if label[0] != "0" else "1" + label[1:]
+        shape = font_shape(label, FONTS[rng.integers(len(FONTS))], int(rng.integers(40, 120)))
+        h, w = shape.shape[0] * 3, shape.shape[1] + int(rng.integers(40, 200))
+        return scan(shape, rng, (h, w)), label
+    raise ValueError(f"unknown category {category!r}")
+
+
+def generate(out_dir, images, labels, per_category=100, seed=0, categories=CATEGORIES) -> Path:
+    """Write ``per_category`` images per category under ``out_dir`` and ``labels.csv``.
+
+    ``images``, ``labels``: the MNIST *test* split (uint8 (N, 28, 28), (N,)).
+    The same seed writes the same files.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for c, category in enumerate(categories):
+        rng = np.random.default_rng([seed, c])
+        (out_dir / category).mkdir(exist_ok=True)
+        for i in range(per_category):
+            image, label = make(category, rng, images, labels)
+            name = f"{category}/{i:04d}.{'jpg' if isinstance(image, bytes) else 'png'}"
+            if isinstance(image, bytes):
+                (out_dir / name).write_bytes(image)
+            else:
+                image.save(out_dir / name)
+            rows.append((name, category, label))
+    with open(out_dir / "labels.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "category", "label"])
+        writer.writerows(rows)
+    return out_dir / "labels.csv"
+
+
+def main(argv=None) -> None:
+    from digit_recognizer import data
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="folder to write into")
+    parser.add_argument("--per-category", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    images, labels = data.load("mnist", "test")
+    path = generate(args.out, images, labels, args.per_category, args.seed)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
