@@ -242,9 +242,12 @@ def plot_explanation(image, saliency, feature_maps, top_k, classes, title: str |
         side = math.ceil(math.sqrt(units))
         feature_maps = np.pad(feature_maps, (0, side * side - units)).reshape(1, side, side)
     maps = feature_maps[:16]
+    ncols = min(8, max(1, len(maps)))
+    nrows = max(1, math.ceil(len(maps) / ncols))
+    map_height = 1.6 * nrows + 0.5
     with style():
-        fig = _figure(figsize=(11, 8), layout="constrained")
-        top, bottom = fig.subfigures(2, 1, height_ratios=[1.0, 1.0])
+        fig = _figure(figsize=(11, 4.2 + map_height), layout="constrained")
+        top, bottom = fig.subfigures(2, 1, height_ratios=[4.2, map_height])
         ax_in, ax_sal, ax_top = top.subplots(1, 3, width_ratios=[1, 1.25, 1.1])
 
         ax_in.imshow(image, cmap=IMAGE_CMAP, vmin=0, vmax=1)
@@ -270,8 +273,6 @@ def plot_explanation(image, saliency, feature_maps, top_k, classes, title: str |
             ax_top.text(p - 0.02 if inside else p + 0.02, y, f"{p:.3f}", va="center",
                         ha="right" if inside else "left", color="white" if inside else "black")
 
-        ncols = min(8, max(1, len(maps)))
-        nrows = max(1, math.ceil(len(maps) / ncols))
         axes = np.atleast_1d(bottom.subplots(nrows, ncols, squeeze=False)).ravel()
         for k, ax in enumerate(axes):
             _hide_ticks(ax)
