@@ -78,7 +78,9 @@ def write(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict) -> P
 
 def _sniff(path: Path, data: bytes) -> None:
     """Name the common wrong files before parsing them as safetensors."""
-    if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+    # A safetensors header length can also start with 0x80 0x02..0x05 (e.g. 896 bytes = 80 03 00..),
+    # but its JSON header then starts at byte 8.
+    if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") and data[8:9] != b"{":
         raise DigitsError(
             f"{path} is a Python pickle, not a safetensors model; pickles are never loaded "
             "because they can run arbitrary code"
