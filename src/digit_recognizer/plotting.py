@@ -89,36 +89,88 @@ def _as_images(images) -> np.ndarray:
     return images
 
 
+def _draw_grid(container, images: np.ndarray, titles, ncols: int, cmap: str, scale: str) -> None:
+    """Fill ``container`` (a figure or subfigure) with a grid of images, ``ncols`` per row.
+
+    ``scale="shared"``: one intensity range for all (0..255 for uint8, else 0..max(1, max));
+    ``scale="each"``: every image stretched to its own min..max (filters, feature maps).
+    """
+    nrows = math.ceil(len(images) / ncols)
+    axes = np.atleast_1d(container.subplots(nrows, ncols, squeeze=False)).ravel()
+    shared = (0, 255 if images.dtype == np.uint8 else max(1.0, float(images.max())))
+    for k, ax in enumerate(axes):
+        _hide_ticks(ax)
+        if k >= len(images):
+            ax.set_visible(False)
+            continue
+        vmin, vmax = shared if scale == "shared" else (None, None)
+        ax.imshow(images[k], cmap=cmap, vmin=vmin, vmax=vmax)
+        if titles is not None:
+            ax.set_title(titles[k], fontsize=8, fontweight="normal", pad=2)
+
+
 def plot_image_grid(images, titles=None, ncols: int = 10, suptitle: str | None = None,
-                    cmap: str = IMAGE_CMAP, cell: float = 1.1) -> Figure:
-    """A grid of small images with an optional title above each (the building block of the others)."""
+                    cmap: str = IMAGE_CMAP, cell: float = 1.1, scale: str = "shared") -> Figure:
+    """A grid of small images with an optional title above each (the building block of the others).
+
+    ``images`` (N, H, W) or (N, 1, H, W); ``scale`` as in :func:`_draw_grid`.
+    """
     images = _as_images(images)
     n = len(images)
     with style():
         if n == 0:
             fig = _figure(figsize=(4, 1.2))
             fig.text(0.5, 0.5, "No images to show", ha="center", va="center")
-            if suptitle:
-                fig.suptitle(suptitle)
-            return fig
-        ncols = max(1, min(ncols, n))
-        nrows = math.ceil(n / ncols)
-        lines = max((str(t).count("\n") + 1 for t in titles), default=0) if titles is not None else 0
-        title_space = 0.18 * lines
-        fig = _figure(figsize=(ncols * cell, nrows * (cell + title_space) + (0.4 if suptitle else 0)),
-                      layout="constrained")
-        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-        vmax = 255 if images.dtype == np.uint8 else max(1.0, float(images.max()))
-        for k, ax in enumerate(axes):
-            _hide_ticks(ax)
-            if k >= n:
-                ax.set_visible(False)
-                continue
-            ax.imshow(images[k], cmap=cmap, vmin=0, vmax=vmax)
-            if titles is not None:
-                ax.set_title(titles[k], fontsize=8, fontweight="normal", pad=2)
+        else:
+            ncols = max(1, min(ncols, n))
+            nrows = math.ceil(n / ncols)
+            lines = max((str(t).count("\n") + 1 for t in titles), default=0) if titles is not None else 0
+            fig = _figure(figsize=(ncols * cell, nrows * (cell + 0.18 * lines) + (0.4 if suptitle else 0)),
+                          layout="constrained")
+            _draw_grid(fig, images, titles, ncols, cmap, scale)
         if suptitle:
             fig.suptitle(suptitle)
+    return fig
+
+
+def plot_filters(weight, title: str = "First-layer filters") -> Figure:
+    """Convolution kernels (out, in, kh, kw) of the first input channel, each on its own gray scale."""
+    weight = np.asarray(weight)
+    return plot_image_grid(weight[:, 0], [f"filter {k}" for k in range(len(weight))], ncols=8,
+                           suptitle=title, scale="each")
+
+
+def plot_feature_maps(maps, title: str = "Feature maps") -> Figure:
+    """Activations (C, H, W) of one image, each channel on its own colour scale."""
+    maps = np.asarray(maps)
+    return plot_image_grid(maps, [f"channel {k}" for k in range(len(maps))], ncols=8, suptitle=title,
+                           cmap=ACTIVATION_CMAP, scale="each")
+
+
+def plot_class_distribution(counts: dict, classes, title: str = "Images per class") -> Figure:
+    """Grouped bars of images per class, one group member per split: ``{"train": [...], "test": [...]}``.
+
+    Bars differ by hatch as well as colour, so splits stay apart in grayscale.
+    """
+    n_groups = len(counts)
+    positions = np.arange(len(classes))
+    width = 0.8 / max(1, n_groups)
+    colours = [TRAIN_STYLE["color"], VAL_STYLE["color"], "#7a7a7a", "#b3b3b3"]
+    hatches = ["", "//", "..", "xx"]
+    with style():
+        fig = _figure(figsize=(max(6.0, 0.6 * len(classes) + 2), 3.6), layout="constrained")
+        ax = fig.subplots()
+        for g, (split, values) in enumerate(counts.items()):
+            ax.bar(positions + (g - (n_groups - 1) / 2) * width, values, width, label=split,
+                   color=colours[g % len(colours)], hatch=hatches[g % len(hatches)], edgecolor="white")
+        long_names = max(len(str(c)) for c in classes) > 3
+        ax.set_xticks(positions, [str(c) for c in classes], rotation=45 if long_names else 0,
+                      ha="right" if long_names else "center")
+        ax.set_xlabel("Class")
+        ax.set_ylabel("Images")
+        ax.set_title(title)
+        ax.grid(True, axis="y")
+        ax.legend(title="Split", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 
@@ -273,18 +325,10 @@ def plot_explanation(image, saliency, feature_maps, top_k, classes, title: str |
             ax_top.text(p - 0.02 if inside else p + 0.02, y, f"{p:.3f}", va="center",
                         ha="right" if inside else "left", color="white" if inside else "black")
 
-        axes = np.atleast_1d(bottom.subplots(nrows, ncols, squeeze=False)).ravel()
-        for k, ax in enumerate(axes):
-            _hide_ticks(ax)
-            if k >= len(maps):
-                ax.set_visible(False)
-                continue
-            ax.imshow(maps[k], cmap=ACTIVATION_CMAP)
-            ax.set_title(f"channel {k}", fontsize=8, fontweight="normal", pad=2)
+        _draw_grid(bottom, maps, None if units is not None else [f"channel {k}" for k in range(len(maps))],
+                   ncols, ACTIVATION_CMAP, "each")
         what = (f"{units} units of the first dense layer" if units is not None
                 else f"{len(maps)} of {len(feature_maps)} channels")
-        if units is not None:
-            axes[0].set_title("")
         bottom.suptitle(f"First-layer activations ({what})", fontsize=11, fontweight="bold")
         if title:
             fig.suptitle(title)
