@@ -53,7 +53,7 @@ def describe(dataset: str, data_dir=None) -> dict:
     ds = data.get_dataset(dataset)
     result = {"dataset": ds.name, "folder": str(data.dataset_dir(ds, data_dir)), "classes": ds.classes, "splits": {}}
     for split in data.SPLITS:
-        images, labels = data.load(ds, split, data_dir, quiet=True)
+        images, labels = data.load(ds, split, data_dir)
         result["splits"][split] = {
             "samples": int(len(labels)),
             "image_shape": list(images.shape[1:]),
@@ -87,7 +87,7 @@ def run_show(args) -> int:
     if args.rows < 1 or args.cols < 1:
         raise DigitsError("--rows and --cols must be at least 1")
     ds = data.get_dataset(args.dataset)
-    images, labels = data.load(ds, args.split, args.data_dir, quiet=True)
+    images, labels = data.load(ds, args.split, args.data_dir)
     count = min(args.rows * args.cols, len(labels))
     picks = np.sort(np.random.default_rng(args.seed).choice(len(labels), size=count, replace=False))
     out = args.out or Path(f"{ds.name}-samples.png")

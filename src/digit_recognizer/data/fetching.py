@@ -279,9 +279,11 @@ def fetch(dataset: str | Dataset = "mnist", data_dir: str | Path | None = None,
                 _from_mirror(base, name, ds.sha256[name], target, quiet)
                 missing.remove(name)
             except _HostDown as error:
+                _say(f"  unreachable, skipping this mirror ({error})", quiet)
                 failures.append(str(error))
                 break
             except DigitsError as error:
+                _say(f"  failed: {error}", quiet)
                 failures.append(str(error))
     for channel in ds.channels:
         if not missing:
@@ -290,11 +292,11 @@ def fetch(dataset: str | Dataset = "mnist", data_dir: str | Path | None = None,
             _from_channel(ds, channel, missing, target, quiet)
             missing.clear()
         except DigitsError as error:
+            _say(f"  failed: {error}", quiet)
             failures.append(str(error))
         missing = [name for name in missing if not (target / name).is_file()]
 
     if missing:
-        _say("\n".join(f"  {failure}" for failure in failures), quiet)
         raise DigitsError(
             f"could not fetch {ds.name} ({', '.join(missing)}): "
             f"{failures[-1] if failures else 'no source configured'}; "
