@@ -218,6 +218,7 @@ def create_app(model, *, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
             "normalization": {"mean": meta.get("mean"), "std": meta.get("std")},
             "metrics": meta.get("metrics"),
             "version": meta.get("version"),
+            "command": meta.get("command"),
         }
 
     body_doc = {

@@ -19,15 +19,26 @@ let drawing = false;  // a pointer is down on the canvas
 let blank = true;     // nothing drawn since the last clear
 let last = null;      // previous point of the current stroke
 let timer = null;     // pending debounced prediction
+let encoding = 0;     // canvas snapshots being encoded as PNG
 let inFlight = false; // one request at a time ...
 let queued = null;    // ... and the newest input waiting behind it
+let generation = 0;   // bumped by Clear: answers about an older picture are dropped
+
+// body[data-state] is "busy" while any prediction is pending, "idle" once the page shows
+// the answer for the latest drawing (the browser test waits on it).
+function settle() {
+  document.body.dataset.state = (timer !== null || encoding || inFlight) ? "busy" : "idle";
+}
 
 function clearPad() {
   ctx.fillStyle = "#000"; // opaque: the PNG we send has no transparency to interpret
   ctx.fillRect(0, 0, pad.width, pad.height);
   blank = true;
+  generation++;
   clearTimeout(timer);
+  timer = null;
   queued = null;
+  settle();
   showResult(null);
   statusEl.textContent = "Draw a digit.";
 }
@@ -78,23 +89,33 @@ pad.addEventListener("pointercancel", endStroke);
 function schedule(delay = DEBOUNCE_MS) {
   clearTimeout(timer);
   timer = setTimeout(() => {
-    if (!blank) pad.toBlob((blob) => send(blob, "drawing.png"), "image/png");
+    timer = null;
+    if (!blank) {
+      encoding++;
+      pad.toBlob((blob) => { encoding--; send(blob, "drawing.png"); }, "image/png");
+    }
+    settle();
   }, delay);
+  settle();
 }
 
 async function send(blob, name) {
   if (inFlight) { queued = [blob, name]; return; }
   inFlight = true;
-  document.body.dataset.state = "busy";
+  settle();
+  const asked = generation;
   const form = new FormData();
   form.append("file", blob, name);
   try {
     const response = await fetch("/api/predict", { method: "POST", body: form });
     const body = await response.json();
-    if (!blank || name !== "drawing.png") {
+    if (asked === generation) {
       if (response.ok) {
         showResult(body);
-        statusEl.textContent = body.number ? `Number: ${body.number}` : "";
+        const notes = [];
+        if (body.number) notes.push(`Number: ${body.number}`);
+        if (body.low_confidence) notes.push("Not sure: try a bigger, clearer digit.");
+        statusEl.textContent = notes.join(" ");
       } else {
         showResult(null);
         statusEl.textContent = body.error || `Error ${response.status}`;
@@ -108,9 +129,8 @@ async function send(blob, name) {
       const [nextBlob, nextName] = queued;
       queued = null;
       send(nextBlob, nextName);
-    } else {
-      document.body.dataset.state = "idle";
     }
+    settle();
   }
 }
 
@@ -163,9 +183,11 @@ async function loadModelInfo() {
   try {
     const info = await (await fetch("/api/model")).json();
     if (Array.isArray(info.classes)) classes = info.classes;
-    const accuracy = info.metrics && info.metrics.test_accuracy;
+    const metrics = info.metrics || {};
     const parts = [`Model: ${info.name || "network"}`, `${info.parameters.toLocaleString()} parameters`];
-    if (typeof accuracy === "number") parts.push(`${(100 * accuracy).toFixed(2)}% test accuracy`);
+    if (typeof metrics.accuracy === "number") {
+      parts.push(`${(100 * metrics.accuracy).toFixed(2)}% ${metrics.split || "test"} accuracy`);
+    }
     if (info.dataset) parts.push(`trained on ${info.dataset}`);
     document.getElementById("model-info").textContent = parts.join(" \u00b7 ");
   } catch (error) {
