@@ -117,6 +117,8 @@ def _install(stream: BinaryIO, label: str, name: str, sha256: str, target: Path,
         os.replace(tmp, target / name)
     except (gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise DigitsError(f"{label}: corrupt gzip data ({error})") from None
+    except OSError as error:  # disk full, permissions: say so instead of a traceback
+        raise DigitsError(f"cannot copy {label} to {target / name}: {error.strerror or error}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -133,7 +135,11 @@ def _from_dir(ds: Dataset, source: Path, target: Path, quiet: bool) -> None:
         if path is None:
             raise DigitsError(f"{source}: has neither {name} nor {name}.gz")
         _say(f"{ds.name}: copying {path}", quiet)
-        with open(path, "rb") as f:
+        try:
+            f = open(path, "rb")
+        except OSError as error:
+            raise DigitsError(f"{path}: cannot read ({error.strerror or error})") from None
+        with f:
             _install(f, str(path), name, ds.sha256[name], target, must_be_gzip=path.suffix == ".gz")
 
 
