@@ -160,8 +160,9 @@ def _one_line(error: BaseException) -> str:
 
 
 def _to_gray(image: Image.Image, max_side: int) -> np.ndarray:
-    """Luminance in [0, 1] (1 = white), (H, W) float32, long side at most ``max_side``.
+    """Luminance as uint8 (H, W) (255 = white), long side at most ``max_side``.
 
+    16-bit and float images are scaled to 8 bits (plenty for finding ink).
     Transparent pixels are composited over a background that keeps the ink
     visible: over the paper colour when the opaque part is mostly paper, or
     over the colour opposite the strokes when the opaque part is the strokes
@@ -173,40 +174,30 @@ def _to_gray(image: Image.Image, max_side: int) -> np.ndarray:
         full_scale = 65535.0 if mode.startswith("I;16") or gray.max(initial=0) > 255 else 255.0
         if mode == "F" and gray.max(initial=0) <= 1.0:
             full_scale = 1.0
-        return _shrink(np.clip(gray / full_scale, 0.0, 1.0), max_side)
-
-    has_alpha = mode in ("LA", "La", "RGBA", "RGBa", "PA") or "transparency" in image.info
-    if not has_alpha:
-        if mode != "L":
-            image = image.convert("RGB").convert("L")
-        image = _shrink_image(image, max_side)
-        return np.asarray(image, dtype=np.float32) * np.float32(1 / 255)
-
-    la = np.asarray(image.convert("RGBA").convert("LA"), dtype=np.float32) * np.float32(1 / 255)
-    lum, alpha = la[..., 0], la[..., 1]
-    opaque = alpha > 0.5
-    coverage = opaque.mean()
-    if coverage == 0:
-        return _shrink(np.ones_like(lum), max_side)  # fully transparent: nothing drawn
-    if coverage >= 0.5:
-        background = float(np.median(lum[opaque]))
-    else:
-        background = 1.0 if lum[opaque].mean() < 0.5 else 0.0
-    return _shrink(alpha * lum + (1 - alpha) * background, max_side)
-
-
-def _shrink_image(image: Image.Image, max_side: int) -> Image.Image:
+        image = Image.fromarray(_to_uint8(gray / full_scale))
+    elif mode in ("LA", "La", "RGBA", "RGBa", "PA") or "transparency" in image.info:
+        la = np.asarray(image.convert("RGBA").convert("LA"), dtype=np.float32) * np.float32(1 / 255)
+        lum, alpha = la[..., 0], la[..., 1]
+        opaque = alpha > 0.5
+        coverage = opaque.mean()
+        if coverage == 0:
+            background = 1.0  # fully transparent: nothing drawn
+        elif coverage >= 0.5:
+            background = float(np.median(lum[opaque]))
+        else:
+            background = 1.0 if lum[opaque].mean() < 0.5 else 0.0
+        image = Image.fromarray(_to_uint8(alpha * lum + (1 - alpha) * background))
+    elif mode != "L":
+        image = (image if mode == "RGB" else image.convert("RGB")).convert("L")
     factor = max(image.size) / max_side
-    if factor <= 1:
-        return image
-    size = (max(1, round(image.width / factor)), max(1, round(image.height / factor)))
-    return image.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
+    if factor > 1:
+        size = (max(1, round(image.width / factor)), max(1, round(image.height / factor)))
+        image = image.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
+    return np.asarray(image)
 
 
-def _shrink(gray: np.ndarray, max_side: int) -> np.ndarray:
-    if max(gray.shape) <= max_side:
-        return np.ascontiguousarray(gray, dtype=np.float32)
-    return np.asarray(_shrink_image(Image.fromarray(gray.astype(np.float32), "F"), max_side))
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return (np.clip(x, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
 def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -219,9 +210,9 @@ def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 # --------------------------------------------------------------------------- ink
 
 
-def _histogram(values: np.ndarray, bins: int = 256) -> np.ndarray:
-    q = np.clip(values * (bins - 1) + 0.5, 0, bins - 1).astype(np.intp)
-    return np.bincount(q.ravel(), minlength=bins)
+def _histogram(values: np.ndarray) -> np.ndarray:
+    """256-bin histogram of values in [0, 1]."""
+    return np.bincount((values.ravel() * 255 + 0.5).astype(np.uint8), minlength=256)
 
 
 def _hist_percentile(hist: np.ndarray, q: float) -> float:
@@ -250,9 +241,8 @@ def _background(x: np.ndarray) -> np.ndarray:
     block minima, smoothed, and brought back up to full size bilinearly.
     """
     h, w = x.shape
-    block = max(1, min(h, w) // 48)
-    hb, wb = h // block, w // block
-    coarse = x[: hb * block, : wb * block].reshape(hb, block, wb, block).min(axis=(1, 3))
+    coarse = _pool(x, max(1, min(h, w) // 48), np.minimum)
+    hb, wb = coarse.shape
     window = max(3, int(0.25 * min(hb, wb)) | 1)
     coarse = ndimage.maximum_filter(ndimage.minimum_filter(coarse, window, mode="nearest"), window, mode="nearest")
     coarse = ndimage.uniform_filter(coarse, max(3, window // 2 | 1), mode="nearest")
@@ -263,7 +253,8 @@ def _background(x: np.ndarray) -> np.ndarray:
 class Extraction:
     """Everything the pipeline saw, for ``predict``, ``--show-steps`` and the notebooks.
 
-    gray: (H, W) work-resolution luminance, 1 = white. ink: (H, W) ink strength
+    gray: (H, W) work-resolution luminance, 1 = white (each pixel the darkest
+    or brightest, whichever is ink, of its block of the full image). ink: (H, W) ink strength
     (polarity fixed, background removed, 1 = full stroke). mask: ink above the
     Otsu threshold. pool: (m, 28, 28) float32, every candidate digit, with its
     (top, left, bottom, right) work-resolution box in pool_boxes. options: per
@@ -309,30 +300,40 @@ class Extraction:
 
 
 def _dark_ink(gray: np.ndarray) -> bool:
-    """True for dark ink on light paper: the ink is the histogram tail farther from the median.
+    """True for dark ink on light paper (``gray``: uint8, 255 = white).
 
-    Most pixels are paper, so the median is the paper; judged on at most ~100k samples.
+    The ink is the histogram tail farther from the median: most pixels are
+    paper, so the median is the paper. Judged on ~20k samples.
     """
-    step = max(1, int(np.sqrt(gray.size / 100_000)))
-    hist = _histogram(gray[::step, ::step])
+    step = max(1, int(np.sqrt(gray.size / 20_000)))
+    hist = np.bincount(gray[::step, ::step].ravel(), minlength=256)
     mid = _hist_percentile(hist, 50)
-    for q in (0.5, 0.01, 0.0):  # a tiny digit hides below the 0.5 % tail: look further out
+    for q in (0.5, 0.01):  # a tiny digit hides below the 0.5 % tail: look further out
         lo, hi = _hist_percentile(hist, q), _hist_percentile(hist, 100 - q)
         if lo != mid or hi != mid:
-            break
-    return (mid - lo) > (hi - mid)
+            return (mid - lo) > (hi - mid)
+    return (mid - gray.min() / 255) > (gray.max() / 255 - mid)  # so tiny the samples missed it
+
+
+def _pool(x: np.ndarray, k: int, op=np.maximum) -> np.ndarray:
+    """(H, W) -> (H // k, W // k): ``op`` (np.maximum or np.minimum) over each k x k block.
+
+    Reduces k*k strided views, each 1/k^2 of the image: O(H W) in whole-array ops.
+    """
+    h, w = max(1, x.shape[0] // k) * k, max(1, x.shape[1] // k) * k
+    out = x[0:h:k, 0:w:k].copy()
+    for i in range(k):
+        for j in range(k):
+            part = x[i:h:k, j:w:k]
+            op(out[: part.shape[0], : part.shape[1]], part, out=out[: part.shape[0], : part.shape[1]])
+    return out
 
 
 def _max_pool(x: np.ndarray, max_side: int) -> np.ndarray:
     """Shrink by an integer factor so the long side is at most ``max_side``, keeping the
     brightest pixel of each block: a 1-px stroke survives any reduction at full contrast."""
     k = -(-max(x.shape) // max_side)
-    if k == 1:
-        return x
-    h, w = x.shape[0] // k * k, x.shape[1] // k * k
-    if h == 0 or w == 0:
-        return x[::k, ::k]
-    return x[:h, :w].reshape(h // k, k, w // k, k).max(axis=(1, 3))
+    return x if k == 1 else _pool(x, k, np.maximum)
 
 
 def _ink_map(x: np.ndarray):
@@ -345,6 +346,8 @@ def _ink_map(x: np.ndarray):
 
 def _noise_floor(ink: np.ndarray) -> float:
     """Weakest mean ink a real stroke has: paper level + 4 robust sigmas of the paper noise."""
+    step = max(1, int(np.sqrt(ink.size / 20_000)))
+    ink = ink[::step, ::step]
     hist = _histogram(ink)
     median = _hist_percentile(hist, 50)
     mad = _hist_percentile(_histogram(np.abs(ink - median)), 50)
@@ -366,15 +369,27 @@ def _find_digits(ink: np.ndarray, mask: np.ndarray, single: bool):
     flag came loose), and is dropped as a mark otherwise.
     """
     # label a slightly thickened mask so strokes broken by a pixel or two stay one piece
-    labels, n = ndimage.label(ndimage.binary_dilation(mask), structure=np.ones((3, 3), bool))
-    labels *= mask
-    if n == 0:
+    labels = np.zeros(mask.shape, np.int32)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
         return labels, []
-    ids = np.arange(1, n + 1)
-    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    strength = ndimage.mean(ink, labels, ids)
-    slices = ndimage.find_objects(labels)
-    box = np.array([[s[0].start, s[1].start, s[0].stop, s[1].stop] for s in slices])
+    # work only on the part of the image that has ink, with a 1-px margin
+    t0, l0 = max(rows[0] - 1, 0), max(cols[0] - 1, 0)
+    window = (slice(t0, rows[-1] + 2), slice(l0, cols[-1] + 2))
+    m = mask[window]
+    grown = m.copy()
+    grown[1:] |= m[:-1]
+    grown[:-1] |= m[1:]
+    grown[:, 1:] |= grown[:, :-1].copy()
+    grown[:, :-1] |= grown[:, 1:].copy()
+    local, n = ndimage.label(grown, structure=np.ones((3, 3), bool))
+    local *= m
+    labels[window] = local
+    flat = local.ravel()
+    area = np.bincount(flat, minlength=n + 1)[1:]
+    strength = np.bincount(flat, weights=ink[window].ravel(), minlength=n + 1)[1:] / np.maximum(area, 1)
+    slices = ndimage.find_objects(local)
+    box = np.array([[s[0].start + t0, s[1].start + l0, s[0].stop + t0, s[1].stop + l0] for s in slices])
     height = box[:, 2] - box[:, 0]
     keep = (area >= max(3, 0.04 * area.max())) & (strength >= _noise_floor(ink)) & (height >= 2)
     keep &= height >= 0.2 * height[keep].max(initial=0)
@@ -444,7 +459,7 @@ def _digit_crop(ink, labels, box, members, x_full):
     """The ink of one digit, cropped; from the full-resolution image when it is small there.
 
     ``ink``/``labels`` are at work resolution, ``x_full`` is the full-resolution
-    image (bright ink); pixels of other digits inside the box are left out.
+    image (uint8, bright ink); pixels of other digits inside the box are left out.
     """
     t, l, b, r = box
     keep = np.isin(labels[t:b, l:r], members)
@@ -455,7 +470,7 @@ def _digit_crop(ink, labels, box, members, x_full):
         return np.where(keep, ink[t:b, l:r], 0.0)
     # Small at work resolution: take the digit's own pixels at full resolution,
     # less the paper level around it (light varies little over a small box).
-    fine = x_full[t * k : b * k, l * k : r * k]
+    fine = x_full[t * k : b * k, l * k : r * k].astype(np.float32) * np.float32(1 / 255)
     keep = np.repeat(np.repeat(keep, k, axis=0), k, axis=1)[: fine.shape[0], : fine.shape[1]]
     paper = np.median(fine[~keep]) if (~keep).any() else 0.0
     return np.where(keep, np.clip(fine - paper, 0.0, 1.0), 0.0)
@@ -549,8 +564,9 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
     image = load_image(source)
     gray_full = _to_gray(image, DECODE_SIDE)
     inverted = _dark_ink(gray_full)
-    x_full = 1.0 - gray_full if inverted else gray_full
-    ink, mask = _ink_map(_max_pool(x_full, WORK_SIDE))
+    x_full = 255 - gray_full if inverted else gray_full  # uint8, bright ink
+    x = _max_pool(x_full, WORK_SIDE).astype(np.float32) * np.float32(1 / 255)
+    ink, mask = _ink_map(x)
     labels, groups = _find_digits(ink, mask, single)
     if not groups:
         raise DigitsError(NO_DIGIT)
@@ -570,8 +586,8 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
         options.append(group_options)
         guess = int(round(w / (0.8 * h))) if w > 1.3 * h else 1  # without a model: by the aspect ratio
         choice.append(min(guess, len(readings)) - 1)
-    work_gray = _resize(gray_full, (ink.shape[1], ink.shape[0])) if ink.shape != gray_full.shape else gray_full
-    return Extraction(work_gray, ink, mask, inverted, np.stack(pool).astype(np.float32), pool_boxes, options, choice)
+    gray = 1.0 - x if inverted else x  # as seen at work resolution
+    return Extraction(gray, ink, mask, inverted, np.stack(pool).astype(np.float32), pool_boxes, options, choice)
 
 
 def to_mnist(image, *, deskew: bool = False) -> np.ndarray:
