@@ -20,7 +20,6 @@ import numpy as np
 from digit_recognizer import __version__, plotting
 from digit_recognizer.errors import DigitsError
 
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 MAX_MISCLASSIFIED_SHOWN = 40
 INPUT_SHAPE = (1, 1, 28, 28)
 
@@ -48,13 +47,16 @@ def read_history(path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         return []
-    with path.open(newline="") as f:
-        rows = []
-        for raw in csv.DictReader(f):
-            row = {key: (float(value) if value not in (None, "") else None) for key, value in raw.items()}
-            if row.get("epoch") is not None:
-                row["epoch"] = int(row["epoch"])
-            rows.append(row)
+    rows = []
+    try:
+        with path.open(newline="") as f:
+            for raw in csv.DictReader(f):
+                row = {key: (float(value) if value not in (None, "") else None) for key, value in raw.items()}
+                if row.get("epoch") is not None:
+                    row["epoch"] = int(row["epoch"])
+                rows.append(row)
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as error:
+        raise DigitsError(f"cannot read the training history {path}: {error}") from None
     return rows
 
 
@@ -164,9 +166,10 @@ def render_html(metrics: dict, model=None, config: dict | None = None, figures: 
     "misclassified" to PNG bytes (missing ones are left out).
     """
     figures = figures or {}
-    config = config or {}
+    # The architecture table below already shows the spec.
+    config = {key: value for key, value in (config or {}).items() if key != "spec"}
     metadata = dict(getattr(model, "metadata", None) or {})
-    classes = metrics.get("classes") or [str(c["digit"]) for c in metrics["per_class"]]
+    classes = metrics["classes"]
     cm = np.asarray(metrics["confusion_matrix"])
     dataset = metrics.get("dataset") or metadata.get("dataset") or config.get("dataset") or "unknown"
     split = metrics.get("split", "test")
@@ -177,11 +180,10 @@ def render_html(metrics: dict, model=None, config: dict | None = None, figures: 
     parts = [f"<h1>{_e(title)}</h1>",
              f'<p class="sub">{_e(model_name)} on {_e(dataset)} ({_e(split)} split, {metrics["n"]:,} images)</p>']
 
-    macro = metrics.get("macro_avg", {})
     cards = [("Accuracy", f"{100 * metrics['accuracy']:.2f}%"),
              ("Errors", f"{n_wrong:,} of {metrics['n']:,}"),
-             ("Loss (cross-entropy)", f"{metrics['loss']:.4f}" if "loss" in metrics else "n/a"),
-             ("Macro F1", f"{macro['f1']:.4f}" if "f1" in macro else "n/a")]
+             ("Loss (cross-entropy)", f"{metrics['loss']:.4f}"),
+             ("Macro F1", f"{metrics['macro_avg']['f1']:.4f}")]
     parts.append('<div class="cards">' + "".join(
         f'<div class="card"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>' for k, v in cards)
         + "</div>")
@@ -219,10 +221,9 @@ def render_html(metrics: dict, model=None, config: dict | None = None, figures: 
     rows = [(_e(c["digit"]), f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", f"{c['support']:,}")
             for c in per_class]
     for name in ("macro_avg", "weighted_avg"):
-        if name in metrics:
-            avg = metrics[name]
-            rows.append((f"<em>{name.replace('_avg', ' average')}</em>", f"{avg['precision']:.4f}",
-                         f"{avg['recall']:.4f}", f"{avg['f1']:.4f}", f"{metrics['n']:,}"))
+        avg = metrics[name]
+        rows.append((f"<em>{name.replace('_avg', ' average')}</em>", f"{avg['precision']:.4f}",
+                     f"{avg['recall']:.4f}", f"{avg['f1']:.4f}", f"{metrics['n']:,}"))
     row_classes = ["worst" if k == worst else "" for k in range(len(rows))]
     parts.append(_table(["Class", "Precision", "Recall", "F1", "Support"], rows, numeric=(1, 2, 3, 4),
                         row_classes=row_classes))
@@ -274,7 +275,7 @@ def write_run_artifacts(run_dir, history_rows, metrics: dict, images, labels, mo
     images = np.asarray(images)
     if len(images) != metrics["n"] or len(labels) != metrics["n"]:
         raise ValueError(f"metrics cover {metrics['n']} images, got {len(images)} images and {len(labels)} labels")
-    classes = metrics.get("classes") or [str(c["digit"]) for c in metrics["per_class"]]
+    classes = metrics["classes"]
     cm = np.asarray(metrics["confusion_matrix"])
     wrong = metrics["misclassified"][:MAX_MISCLASSIFIED_SHOWN]
 
