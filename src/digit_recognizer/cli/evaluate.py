@@ -35,7 +35,7 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise DigitsError("--batch-size must be at least 1")
     model_path = args.model or modelfile.default_model_path()
-    model = modelfile.load(model_path)
+    model = modelfile.load(args.model)  # None: the shipped model, with its own message if missing
     ds = data.get_dataset(args.dataset or model.metadata.get("dataset") or "mnist")
     if list(ds.classes) != model.classes:
         raise DigitsError(f"{model_path} predicts classes {', '.join(model.classes)}, "

@@ -25,7 +25,7 @@ def run(args) -> int:
     from digit_recognizer import explain, modelfile, plotting, preprocess
 
     out = args.out or Path(f"{args.image.stem}-explained.png")
-    model = modelfile.load(args.model or modelfile.default_model_path())
+    model = modelfile.load(args.model)  # None: the shipped model
     image = preprocess.to_mnist(preprocess.load_image(args.image), deskew=args.deskew)
     result = explain.explain(model, image)
     classes = model.classes
