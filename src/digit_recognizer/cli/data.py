@@ -133,6 +133,7 @@ def save_grid(images: np.ndarray, titles: list[str], out: Path, cols: int, title
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=100)
     except OSError as error:
         raise DigitsError(f"cannot write {out}: {error.strerror or error}") from None
