@@ -36,13 +36,15 @@ install: $(VENV)/.installed
 
 dev: $(VENV)/.installed-dev
 
+# Each run starts from an empty $(DEMO_DIR) (a training run refuses to overwrite one).
 demo: $(VENV)/.installed
+	rm -rf $(DEMO_DIR)
 	$(DIGITS) data fetch
 	$(DIGITS) data show --split test --rows 2 --cols 5 --out $(DEMO_DIR)/samples.png --samples-dir $(DEMO_DIR)/samples
-	$(DIGITS) train --model cnn --epochs 2 --limit 12000 --seed 0 --out $(DEMO_DIR)
-	$(DIGITS) evaluate $(DEMO_DIR)/model.safetensors --split test --out $(DEMO_DIR)/evaluation
-	$(DIGITS) predict --model $(DEMO_DIR)/model.safetensors $(DEMO_DIR)/samples/*.png
-	@echo "report: $(DEMO_DIR)/report.html"
+	$(DIGITS) train --model cnn --epochs 2 --limit 12000 --seed 0 --out $(DEMO_DIR)/run
+	$(DIGITS) evaluate $(DEMO_DIR)/run/model.safetensors --split test --out $(DEMO_DIR)/evaluation
+	$(DIGITS) predict --model $(DEMO_DIR)/run/model.safetensors $(DEMO_DIR)/samples/*.png
+	@echo "training report: $(DEMO_DIR)/run/report.html"
 
 # pytest exits 5 when it collected no test: that fails here too.
 test: $(VENV)/.installed-dev
