@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digit_recognizer import evaluation
+from digit_recognizer.errors import DigitsError
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -153,3 +154,12 @@ def test_bad_inputs_raise_value_error(labels, proba, message):
 def test_evaluate_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="labels"):
         evaluation.evaluate(FakeModel(DIGITS), np.zeros((3, 28, 28), np.uint8), [0, 1])
+
+
+def test_non_finite_probabilities_are_refused():
+    class NaNModel(FakeModel):
+        def predict_proba(self, images):
+            return np.full((len(images), 10), np.nan, np.float32)
+
+    with pytest.raises(DigitsError, match="non-finite"):
+        evaluation.evaluate(NaNModel(DIGITS), np.zeros((2, 28, 28), np.uint8), [0, 1])

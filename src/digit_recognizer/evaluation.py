@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from digit_recognizer.errors import DigitsError
+
 # Probabilities are clipped here before the log so a confident mistake costs a large
 # but finite loss instead of inf.
 _LOG_FLOOR = 1e-12
@@ -153,4 +155,6 @@ def evaluate(model, images_uint8, labels, batch_size: int = 1000) -> dict:
     if len(images_uint8) != len(labels):
         raise ValueError(f"{len(images_uint8)} images but {len(labels)} labels")
     proba = predict_proba_batched(model, images_uint8, batch_size)
+    if not np.isfinite(proba).all():  # NaN weights: refuse rather than print invalid JSON
+        raise DigitsError("the model produced non-finite probabilities (NaN or infinite weights?)")
     return metrics_from_predictions(labels, proba, list(model.classes))
