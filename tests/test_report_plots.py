@@ -28,7 +28,8 @@ def test_style_is_scoped_and_pyplot_never_loaded():
     before = dict(mpl.rcParams)
     with plotting.style():
         assert mpl.rcParams["savefig.dpi"] == plotting.STYLE["savefig.dpi"]
-    plotting.plot_samples(np.zeros((3, 28, 28), np.uint8), [0, 1, 2])
+    fig = plotting.plot_samples(np.zeros((3, 28, 28), np.uint8), [0, 1, 2])
+    assert fig._repr_png_().startswith(b"\x89PNG")  # how Jupyter shows it inline, without pyplot
     assert dict(mpl.rcParams) == before
     code = "import sys, digit_recognizer.plotting as p, numpy as np; p.plot_curves([]); " \
            "sys.exit('matplotlib.pyplot' in sys.modules)"

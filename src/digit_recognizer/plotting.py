@@ -11,6 +11,7 @@ figures still read when printed in grayscale.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 from pathlib import Path
 
@@ -57,10 +58,25 @@ def style():
         yield
 
 
+class StyledFigure(Figure):
+    """A Figure that Jupyter shows inline (as a PNG in the project style) without pyplot."""
+
+    def _repr_png_(self) -> bytes:
+        return to_png(self)
+
+
 def _figure(**kwargs) -> Figure:
-    fig = Figure(**kwargs)
-    FigureCanvasAgg(fig)  # attach an Agg canvas: savefig and notebook display need no pyplot
+    fig = StyledFigure(**kwargs)
+    FigureCanvasAgg(fig)  # attach an Agg canvas: saving needs no pyplot and no GUI backend
     return fig
+
+
+def to_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes, rendered with the project style."""
+    buffer = io.BytesIO()
+    with style():
+        fig.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def save(fig: Figure, path) -> Path:

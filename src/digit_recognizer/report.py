@@ -10,7 +10,6 @@ import base64
 import csv
 import datetime as _dt
 import html
-import io
 import json
 import os
 from pathlib import Path
@@ -33,13 +32,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _png_bytes(fig) -> bytes:
-    buffer = io.BytesIO()
-    with plotting.style():
-        fig.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 def read_history(path) -> list[dict]:
@@ -289,7 +281,7 @@ def write_run_artifacts(run_dir, history_rows, metrics: dict, images, labels, mo
     }
     if history_rows:
         figures["curves"] = plotting.plot_curves(history_rows)
-    pngs = {name: _png_bytes(fig) for name, fig in figures.items()}
+    pngs = {name: plotting.to_png(fig) for name, fig in figures.items()}
 
     written = {}
     for name, png in pngs.items():
