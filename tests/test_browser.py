@@ -53,8 +53,8 @@ def server():
         pytest.skip("the shipped model is not built yet")
     from digit_recognizer.serve.process import serving
 
-    with serving(path) as url:
-        yield url
+    with serving(path) as running:
+        yield running.url
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +138,10 @@ def make_screenshot(out: str, digit: int = 3) -> None:
     from digit_recognizer.serve.process import serving
 
     model = os.environ.get("DIGITS_TEST_MODEL") or modelfile.default_model_path()
-    with serving(model) as url, sync_playwright() as playwright:
+    with serving(model) as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 820, "height": 640}, device_scale_factor=1)
-        page.goto(url)
+        page.goto(server.url)
         draw(page, digit)
         print(f"drew {digit}, the page says {shown_answer(page)}", file=sys.stderr)
         page.screenshot(path=out, full_page=True)

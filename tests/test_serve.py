@@ -50,7 +50,7 @@ def model_path(tmp_path_factory):
     net = models.build(models.ARCHITECTURES["lenet5"])
     metadata = {"spec": models.ARCHITECTURES["lenet5"], "mean": 0.1307, "std": 0.3081,
                 "classes": [str(i) for i in range(10)], "dataset": "mnist", "name": "lenet5",
-                "metrics": {"test_accuracy": 0.5}, "version": "test"}
+                "metrics": {"split": "test", "accuracy": 0.5}, "version": "test"}
     return modelfile.save(tmp_path_factory.mktemp("model") / "lenet5.safetensors", net, metadata)
 
 
@@ -93,7 +93,7 @@ def test_health_and_model_info(client, model):
     assert client.get("/api/health").json()["status"] == "ok"
     info = client.get("/api/model").json()
     assert info["architecture"] == model.metadata["spec"]
-    assert info["classes"] == model.classes and info["metrics"] == {"test_accuracy": 0.5}
+    assert info["classes"] == model.classes and info["metrics"] == {"split": "test", "accuracy": 0.5}
     assert info["parameters"] == sum(p.data.size for p in model.net.parameters())
     assert info["version"] == "test"
 
@@ -265,15 +265,15 @@ def test_inference_runs_off_the_event_loop(model, monkeypatch):
 # ---------------------------------------------------------------- the real server and the CLI
 
 def test_digits_serve_over_a_real_socket(model_path):
-    with serving(model_path) as url:
-        with httpx.Client(base_url=url, timeout=10) as http:
+    with serving(model_path) as server:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
             assert http.get("/api/health").json()["status"] == "ok"
             response = http.post("/api/predict", files={"file": ("7.png", _png(_drawn_seven()), "image/png")})
             assert response.status_code == 200 and len(response.json()["probabilities"]) == 10
             too_big = http.post("/api/predict", content=bytes(app_module.MAX_UPLOAD_BYTES + 1),
                                 headers={"content-type": "image/png"})
             assert too_big.status_code == 413 and "limit" in too_big.json()["error"]
-        port = url.rsplit(":", 1)[1]
+        port = server.url.rsplit(":", 1)[1]
         busy = subprocess.run([sys.executable, "-m", "digit_recognizer", "serve", "--model", str(model_path),
                                "--port", port], capture_output=True, text=True, timeout=60)
         assert busy.returncode == 1

@@ -36,10 +36,12 @@ def run(args) -> int:
     app = create_app(modelfile.load(args.model))
     # Bind here rather than inside uvicorn so that a busy port is one clear error line.
     try:
-        info = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        family, kind, proto, _, address = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)[0]
+        # proto must say TCP: asyncio only turns Nagle's algorithm off (TCP_NODELAY) on sockets
+        # that do, and with it on every response waits ~40 ms for a delayed ACK.
+        sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(info[4])
+        sock.bind(address)
         sock.listen(2048)  # connections queue from now on, before uvicorn starts accepting
     except (OSError, OverflowError) as error:
         raise DigitsError(f"cannot listen on {args.host}:{args.port}: {getattr(error, 'strerror', None) or error}") from None

@@ -1,7 +1,7 @@
 """Run ``digits serve`` in a child process: for the browser test, the load test and notebooks.
 
-    with serving(model_path) as url:      # url like "http://127.0.0.1:41234"
-        httpx.get(url + "/api/health")
+    with serving(model_path) as server:   # server.url like "http://127.0.0.1:41234"
+        httpx.get(server.url + "/api/health")
 
 The server binds port 0 (any free port) and reports the real one on stderr, so
 there is no race between picking a port and binding it.
@@ -17,15 +17,21 @@ import subprocess
 import sys
 import threading
 from contextlib import contextmanager
+from typing import NamedTuple
 
 from digit_recognizer.errors import DigitsError
 
 _READY = re.compile(r"serving on (http://\S+?)/? ")
 
 
+class Server(NamedTuple):
+    url: str  # base URL, no trailing slash
+    pid: int  # the server process (for CPU accounting)
+
+
 @contextmanager
 def serving(model=None, host: str = "127.0.0.1", port: int = 0, timeout: float = 60.0, env=None):
-    """Start the server, yield its base URL once it accepts connections, stop it afterwards."""
+    """Start the server, yield a :class:`Server` once it accepts connections, stop it afterwards."""
     command = [sys.executable, "-m", "digit_recognizer", "serve", "--host", host, "--port", str(port)]
     if model is not None:
         command += ["--model", str(model)]
@@ -52,7 +58,7 @@ def serving(model=None, host: str = "127.0.0.1", port: int = 0, timeout: float =
             match = _READY.search(line)
             if match:
                 break
-        yield match.group(1)
+        yield Server(match.group(1), child.pid)
     finally:
         if child.poll() is None:
             child.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown
