@@ -101,11 +101,22 @@ def test_inference_keeps_no_caches():
     x = np.ones((2, 1, 8, 8), np.float32)
     net.forward(x, training=True)
     net.forward(x)  # training=False drops what the training pass kept
-    for layer in net:
-        cached = [v for k, v in vars(layer).items() if k.startswith("_") and v is not None]
+    for layer in net:  # (Conv2D's reusable im2col scratch buffer is not a cache)
+        cached = [v for k, v in vars(layer).items() if k.startswith("_") and k != "_buffer" and v is not None]
         assert cached == [], f"{layer!r} keeps {len(cached)} cached arrays"
     with pytest.raises(RuntimeError, match="forward\\(training=True\\)"):
         net.backward(np.ones((2, 10), np.float32))
+
+
+def test_conv_inference_in_blocks_matches_the_training_pass(monkeypatch):
+    from digit_recognizer.nn import conv
+    layer = nn.Conv2D(3, 5, 3, stride=2, padding=1)
+    x = np.random.default_rng(0).standard_normal((7, 3, 9, 8)).astype(np.float32)
+    expected = layer.forward(x, training=True)
+    layer._buffer = None
+    monkeypatch.setattr(conv, "INFERENCE_BLOCK_BYTES", 3 * 27 * 20 * 4)  # blocks of 3 images: 3 + 3 + 1
+    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-5, atol=1e-6)
+    assert layer._buffer.size == 3 * 27 * 20
 
 
 def test_backward_without_input_gradient_still_fills_parameter_gradients():

@@ -34,7 +34,7 @@ class ReLU(_Activation):
         return y, y
 
     def _backward(self, dy, y):
-        return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+        return dy * (y > 0)  # (a multiply: np.where is several times slower here)
 
 
 class LeakyReLU(_Activation):
@@ -52,7 +52,7 @@ class LeakyReLU(_Activation):
         return np.where(positive, x, x * self.negative_slope), positive
 
     def _backward(self, dy, positive):
-        return np.where(positive, dy, dy * self.negative_slope)
+        return dy * np.where(positive, 1.0, self.negative_slope).astype(dy.dtype)
 
 
 class Sigmoid(_Activation):

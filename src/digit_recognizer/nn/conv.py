@@ -1,16 +1,21 @@
 """Conv2D and pooling layers on (N, C, H, W) arrays.
 
-Convolution runs channels-last inside: the input is viewed as (N, H, W, C), im2col is one
-strided copy into a (N*Ho*Wo, kh*kw*C) matrix, and the whole batch is one matrix product.
-The result (N*Ho*Wo, O) is returned as an (N, O, Ho, Wo) *view*, so the next layers work on
-channels-last memory without transposing copies (NumPy ufuncs keep the memory order).
+Convolution keeps activations channel-major inside: the input is viewed as (C, N, H, W),
+im2col is one strided copy into a (C*k*k, N*Ho*Wo) matrix, and the whole batch is one
+matrix product with the (O, C*k*k) weight. The (O, N*Ho*Wo) result is returned as an
+(N, O, Ho, Wo) *view*, so the following layers work on (C, N, H, W) memory without copies
+(NumPy ufuncs keep the memory order of their inputs) and the next Conv2D needs no transpose.
 """
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import init as _init
-from .module import Layer, Parameter, check_input
+from .module import Layer, Parameter, check_input, memory_order, with_order
+
+
+# Inference runs im2col + GEMM on blocks of images of about this many bytes of im2col matrix.
+INFERENCE_BLOCK_BYTES = 4 << 20
 
 
 def _positive_int(layer_name: str, name: str, value, minimum: int = 1) -> int:
@@ -30,9 +35,9 @@ class Conv2D(Layer):
     """2-D convolution (cross-correlation, as PyTorch), square kernel, stride and zero padding.
 
     forward:  y[n,o,i,j] = b[o] + sum_{c,u,v} W[o,c,u,v] * xpad[n, c, s*i+u, s*j+v]
-              as a GEMM: Y (N*Ho*Wo, O) = cols (N*Ho*Wo, K) @ Wm^T, K = kh*kw*C
-    backward: dW = dY^T cols,  db = sum dY,  dcols = dY Wm, and dx = col2im(dcols): the
-              kh*kw shifted windows of dcols are added back onto the padded input.
+              as one GEMM: Y (O, N*Ho*Wo) = Wm (O, C*k*k) @ cols (C*k*k, N*Ho*Wo)
+    backward: dWm = dY cols^T,  db = sum dY,  dcols = Wm^T dY, and dx = col2im(dcols): the
+              k*k shifted windows of dcols are added back onto the padded input.
     x (N, C, H, W) -> y (N, O, Ho, Wo), Ho = (H + 2p - k) // s + 1.
     """
 
@@ -51,11 +56,17 @@ class Conv2D(Layer):
         self.weight = Parameter(_init.initialise(init, (self.out_channels, self.in_channels, k, k), rng))
         self.bias = Parameter(np.zeros(self.out_channels, np.float32))
         self._cache = None
+        self._buffer = None
 
     def config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
                 "init": self.init}
+
+    def _weights(self, dtype):
+        """(Wm (O, C*k*k), b (O, 1)) in the compute dtype: (o, c, u, v) order is already row-major."""
+        w, b = self.weight.data.reshape(self.out_channels, -1), self.bias.data[:, None]
+        return (w, b) if w.dtype == dtype else (w.astype(dtype), b.astype(dtype))
 
     def forward(self, x, training=False):
         check_input(self, x, 4, f"(N, {self.in_channels}, H, W)", channels=self.in_channels)
@@ -63,41 +74,67 @@ class Conv2D(Layer):
         k, s, p, o = self.kernel_size, self.stride, self.padding, self.out_channels
         ho, wo = _out_size(self, h, k, s, p), _out_size(self, w, k, s, p)
 
-        x = x.transpose(0, 2, 3, 1)  # (N, H, W, C): a view, free when x is channels-last
+        x = x.transpose(1, 0, 2, 3)  # (C, N, H, W): a view, free when x came from a Conv2D
         if p:
-            xp = np.zeros((n, h + 2 * p, w + 2 * p, c), x.dtype)
-            xp[:, p:p + h, p:p + w] = x
+            xp = np.zeros((c, n, h + 2 * p, w + 2 * p), x.dtype)
+            xp[:, :, p:p + h, p:p + w] = x
             x = xp
-        windows = sliding_window_view(x, (k, k), axis=(1, 2))[:, ::s, ::s]  # (N, Ho, Wo, C, k, k)
-        cols = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * ho * wo, k * k * c)  # the one copy
+        windows = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]  # (C, N, Ho, Wo, k, k)
+        windows = windows.transpose(0, 4, 5, 1, 2, 3)                          # (C, k, k, N, Ho, Wo)
+        wm, b = self._weights(x.dtype)
+        rows, per_image = c * k * k, ho * wo
 
-        wm = self.weight.data.transpose(0, 2, 3, 1).reshape(o, k * k * c).astype(x.dtype)
-        y = cols @ wm.T
-        b = self.bias.data
-        y += b if b.dtype == y.dtype else b.astype(y.dtype)
-        self._cache = (cols, wm, x.shape) if training else None
-        return y.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
+        if training:  # the whole batch at once: backward needs the full im2col matrix
+            cols = self._scratch(windows.shape, x.dtype)
+            cols[...] = windows  # im2col: the one copy
+            cols = cols.reshape(rows, n * per_image)
+            y = wm @ cols
+            self._cache = (cols, x.shape)
+        else:  # blocks of images, so that im2col stays small (and in cache) for any batch size
+            self._cache = None
+            y = np.empty((o, n * per_image), x.dtype)
+            block = max(1, max(INFERENCE_BLOCK_BYTES, self._scratch_bytes()) // (rows * per_image * x.itemsize))
+            for i in range(0, n, block):
+                part = windows[:, :, :, i:i + block]
+                cols = self._scratch(part.shape, x.dtype)
+                cols[...] = part
+                np.matmul(wm, cols.reshape(rows, -1), out=y[:, i * per_image:(i + part.shape[3]) * per_image])
+        y += b
+        return y.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
+
+    def _scratch(self, shape, dtype):
+        """An uninitialised array of ``shape``, carved from a buffer the layer keeps from call to
+        call: a fresh array of tens of MB costs page faults (milliseconds) each time it is written."""
+        size = int(np.prod(shape))
+        if self._buffer is None or self._buffer.dtype != dtype or self._buffer.size < size:
+            self._buffer = np.empty(size, dtype)
+        return self._buffer[:size].reshape(shape)
+
+    def _scratch_bytes(self):
+        return 0 if self._buffer is None else self._buffer.nbytes
 
     def backward(self, grad_out, input_grad=True):
+        """One backward pass per forward: it reuses the im2col matrix for dcols."""
         if self._cache is None:
             raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
-        cols, wm, (n, hp, wp, c) = self._cache
+        cols, (c, n, hp, wp) = self._cache
+        self._cache = None
         k, s, p, o = self.kernel_size, self.stride, self.padding, self.out_channels
         ho, wo = grad_out.shape[2:]
-        g = grad_out.transpose(0, 2, 3, 1).reshape(n * ho * wo, o)  # free when channels-last
+        g = grad_out.transpose(1, 0, 2, 3).reshape(o, n * ho * wo)  # free when (C, N, H, W) memory
 
-        dw = (g.T @ cols).reshape(o, k, k, c).transpose(0, 3, 1, 2)
-        self.weight.accumulate(np.ascontiguousarray(dw))
-        self.bias.accumulate(g.sum(axis=0))
+        self.weight.accumulate((g @ cols.T).reshape(self.weight.data.shape))
+        self.bias.accumulate(g.sum(axis=1))
         if not input_grad:
             return None
 
-        dcols = (g @ wm).reshape(n, ho, wo, k, k, c)
-        dxp = np.zeros((n, hp, wp, c), dcols.dtype)
+        wm, _ = self._weights(g.dtype)
+        dcols = np.matmul(wm.T, g, out=cols).reshape(c, k, k, n, ho, wo)  # cols is no longer needed
+        dxp = np.zeros((c, n, hp, wp), dcols.dtype)
         for u in range(k):  # col2im: loops over the k*k kernel offsets only
             for v in range(k):
-                dxp[:, u:u + s * (ho - 1) + 1:s, v:v + s * (wo - 1) + 1:s] += dcols[:, :, :, u, v]
-        return dxp[:, p:hp - p, p:wp - p].transpose(0, 3, 1, 2)
+                dxp[:, :, u:u + s * (ho - 1) + 1:s, v:v + s * (wo - 1) + 1:s] += dcols[:, u, v]
+        return dxp[:, :, p:hp - p, p:wp - p].transpose(1, 0, 2, 3)
 
 
 class _Pool2D(Layer):
@@ -140,13 +177,23 @@ class MaxPool2D(_Pool2D):
         if self._cache is None:
             raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
         x, y, offsets = self._cache
+        g = with_order(grad_out, memory_order(y))
         dx = np.zeros_like(x)
-        unclaimed = np.ones(y.shape, bool)  # windows whose maximum has not been routed yet
-        for hs, ws in offsets:
+        overlapping = self.stride < self.kernel_size
+        unclaimed = None  # windows whose maximum has not been routed yet
+        for i, (hs, ws) in enumerate(offsets):
             hit = x[:, :, hs, ws] == y
-            hit &= unclaimed
-            unclaimed &= ~hit
-            dx[:, :, hs, ws] += np.where(hit, grad_out, 0)
+            if unclaimed is None:
+                unclaimed = ~hit
+            elif i < len(offsets) - 1:
+                hit &= unclaimed
+                unclaimed ^= hit
+            else:
+                hit &= unclaimed
+            if overlapping:
+                dx[:, :, hs, ws] += g * hit
+            else:  # windows are disjoint: write straight into dx
+                np.multiply(g, hit, out=dx[:, :, hs, ws])
         return dx
 
 

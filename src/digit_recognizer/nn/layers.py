@@ -4,7 +4,7 @@ import numpy as np
 
 from . import init as _init
 from . import rng as _rng
-from .module import Layer, Parameter, check_input
+from .module import Layer, Parameter, check_input, empty, memory_order, with_order
 
 
 class Dense(Layer):
@@ -47,21 +47,25 @@ class Dense(Layer):
 
 
 class Flatten(Layer):
-    """(N, d1, d2, ...) -> (N, d1*d2*...) in C order (as torch.flatten); backward reshapes back."""
+    """(N, d1, d2, ...) -> (N, d1*d2*...) in C order (as torch.flatten); backward reshapes back.
+
+    The gradient goes back in the memory layout of the input (channels-last after Conv2D).
+    """
 
     def __init__(self):
-        self._shape = None
+        self._layout = None
 
     def forward(self, x, training=False):
         if not isinstance(x, np.ndarray) or x.ndim < 2:
             check_input(self, x, 2, "(N, ...) with at least 2 dimensions")
-        self._shape = x.shape if training else None
+        self._layout = (x.shape, memory_order(x)) if training else None
         return x.reshape(x.shape[0], -1)
 
     def backward(self, grad_out):
-        if self._shape is None:
+        if self._layout is None:
             raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
-        return grad_out.reshape(self._shape)
+        shape, order = self._layout
+        return with_order(grad_out.reshape(shape), order)
 
 
 class Dropout(Layer):
@@ -85,9 +89,12 @@ class Dropout(Layer):
         if not training or self.p == 0.0:
             self._mask = None if not training else 1.0
             return x
-        keep = _rng.resolve(self.rng).random(x.shape, dtype=np.float32) >= self.p
+        # Draw the mask in x's memory layout, so that both multiplies run on matching layouts.
+        order = memory_order(x)
+        u = empty(x.shape, np.float32, order)
+        _rng.resolve(self.rng).random(dtype=np.float32, out=u.transpose(order))
         # One array holding 0 or 1/(1-p): the same multiply serves forward and backward.
-        self._mask = np.multiply(keep, 1.0 / (1.0 - self.p), dtype=x.dtype)
+        self._mask = np.multiply(u >= self.p, 1.0 / (1.0 - self.p), dtype=x.dtype)
         return x * self._mask
 
     def backward(self, grad_out):

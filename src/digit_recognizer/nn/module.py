@@ -56,6 +56,30 @@ def check_input(layer, x, ndim: int, expected: str, channels: int | None = None,
         raise ValueError(f"{layer!r} expected a float32 or float64 array of shape {expected}, got {got}")
 
 
+def memory_order(x: np.ndarray) -> tuple[int, ...]:
+    """x's axes from the largest stride to the smallest: (0, 1, 2, 3) for (N, C, H, W) memory,
+    (0, 2, 3, 1) for channels-last memory viewed as (N, C, H, W)."""
+    return tuple(sorted(range(x.ndim), key=lambda axis: -x.strides[axis]))
+
+
+def empty(shape, dtype, order: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised array of ``shape`` whose memory is laid out in ``order`` (see memory_order)."""
+    return np.empty([shape[axis] for axis in order], dtype).transpose(np.argsort(order))
+
+
+def with_order(a: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
+    """a itself if its memory is laid out in ``order``, else a copy that is.
+
+    Element-wise NumPy operations on operands of different layouts run several times slower,
+    so a gradient arriving in another layout is converted once, up front.
+    """
+    if memory_order(a) == order:
+        return a
+    out = empty(a.shape, a.dtype, order)
+    out[...] = a
+    return out
+
+
 class Layer:
     """Base class. Subclasses list their Parameters in ``_params`` and buffers in ``_buffers``."""
 

@@ -1,0 +1,220 @@
+"""Throughput of the NumPy engine against PyTorch on the CPU, same networks, batch and threads.
+
+    python benchmarks/engine.py [--batch 64] [--threads 2] [--reps 7] [--nets mlp,lenet5,cnn]
+
+For each network the engine and PyTorch run the same training step (forward, softmax
+cross-entropy, backward, SGD with momentum) and the same inference pass, with the same
+weights, interleaved: engine, torch, engine, torch, ... so that both see the same machine
+load. Each figure is the median over the repetitions (min-max spread in brackets). GFLOP/s
+counts the multiply-adds of the dense and convolution layers (a training step: forward +
+weight gradients + input gradients of all but the first layer). The peak memory is the
+engine's, traced with tracemalloc over one training step at batch 128.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--reps", type=int, default=7, help="interleaved repetitions per measurement")
+    parser.add_argument("--seconds", type=float, default=0.5, help="time per repetition and engine")
+    parser.add_argument("--nets", default="mlp,lenet5,cnn")
+    parser.add_argument("--memory-batch", type=int, default=128)
+    return parser.parse_args(argv)
+
+
+ARGS = parse_args()
+# BLAS reads its thread count when NumPy is first imported.
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(ARGS.threads)
+
+import tracemalloc  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+from digit_recognizer import nn  # noqa: E402
+
+torch.set_num_threads(ARGS.threads)
+
+
+def networks():
+    """name -> (builder of our Sequential, input shape of one image)."""
+    return {
+        "mlp": (lambda: nn.Sequential(nn.Flatten(), nn.Dense(784, 256), nn.ReLU(), nn.Dense(256, 128), nn.ReLU(),
+                                      nn.Dense(128, 10)), (1, 28, 28)),
+        "lenet5": (lambda: nn.Sequential(nn.Conv2D(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2D(2),
+                                         nn.Conv2D(6, 16, 5), nn.ReLU(), nn.MaxPool2D(2), nn.Flatten(),
+                                         nn.Dense(400, 120), nn.ReLU(), nn.Dense(120, 84), nn.ReLU(),
+                                         nn.Dense(84, 10)), (1, 28, 28)),
+        # PyTorch's examples/mnist network (dropout included).
+        "cnn": (lambda: nn.Sequential(nn.Conv2D(1, 32, 3), nn.ReLU(), nn.Conv2D(32, 64, 3), nn.ReLU(),
+                                      nn.MaxPool2D(2), nn.Dropout(0.25), nn.Flatten(), nn.Dense(9216, 128),
+                                      nn.ReLU(), nn.Dropout(0.5), nn.Dense(128, 10)), (1, 28, 28)),
+    }
+
+
+def to_torch(net):
+    """The same network in torch.nn, with the engine's weights copied."""
+    modules = []
+    for layer in net:
+        cfg, kind = layer.config(), type(layer).__name__
+        if kind == "Dense":
+            m = torch.nn.Linear(cfg["in_features"], cfg["out_features"])
+        elif kind == "Conv2D":
+            m = torch.nn.Conv2d(cfg["in_channels"], cfg["out_channels"], cfg["kernel_size"],
+                                stride=cfg["stride"], padding=cfg["padding"])
+        elif kind == "MaxPool2D":
+            m = torch.nn.MaxPool2d(cfg["kernel_size"], cfg["stride"])
+        elif kind == "Flatten":
+            m = torch.nn.Flatten()
+        elif kind == "Dropout":
+            m = torch.nn.Dropout(cfg["p"])
+        else:
+            m = getattr(torch.nn, kind)()
+        with torch.no_grad():
+            for key, value in layer.state_dict().items():
+                getattr(m, key).copy_(torch.from_numpy(value))
+        modules.append(m)
+    return torch.nn.Sequential(*modules)
+
+
+def gemm_flops(net, shape):
+    """(forward, training-step) multiply-add FLOPs per image of the Dense and Conv2D layers."""
+    x = np.zeros((1,) + shape, np.float32)
+    forward, per_layer = 0, []
+    for layer in net:
+        y = layer.forward(x)
+        if isinstance(layer, nn.Dense):
+            per_layer.append(2 * layer.in_features * layer.out_features)
+        elif isinstance(layer, nn.Conv2D):
+            per_layer.append(2 * y[0].size * layer.in_channels * layer.kernel_size ** 2)
+        x = y
+    forward = sum(per_layer)
+    return forward, 3 * forward - per_layer[0]  # no input gradient for the first layer
+
+
+def engine_steps(net, x, y):
+    opt = nn.SGD(net.parameters(), lr=0.01, momentum=0.9)
+
+    def train():
+        logits = net.forward(x, training=True)
+        _, dlogits = nn.softmax_cross_entropy(logits, y)
+        net.backward(dlogits, input_grad=False)
+        opt.step()
+        opt.zero_grad()
+
+    def infer():
+        net.forward(x)
+    return train, infer
+
+
+def torch_steps(tnet, x, y):
+    x, y = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    opt = torch.optim.SGD(tnet.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def train():
+        tnet.train()
+        loss = loss_fn(tnet(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+    def infer():
+        tnet.eval()
+        with torch.inference_mode():
+            tnet(x)
+    return train, infer
+
+
+def time_per_call(fn, seconds):
+    """Seconds per call, calling fn repeatedly for about ``seconds``."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return elapsed / calls
+
+
+def interleaved(pairs, reps, seconds):
+    """pairs: {label: (ours_fn, torch_fn)} -> {label: (ours times, torch times)}, alternating."""
+    times = {label: ([], []) for label in pairs}
+    for _ in range(reps):
+        for label, (ours, theirs) in pairs.items():
+            times[label][0].append(time_per_call(ours, seconds))
+            times[label][1].append(time_per_call(theirs, seconds))
+    return times
+
+
+def peak_training_memory(build, shape, batch):
+    """Peak bytes allocated by two training steps: activations, caches, gradients, optimizer
+    state and scratch buffers; the weights and the input batch are not counted."""
+    net = build()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch,) + shape).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    train, _ = engine_steps(net, x, y)
+    tracemalloc.start()
+    train()
+    train()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def main():
+    batch = ARGS.batch
+    print(f"batch {batch}, threads {ARGS.threads} (torch {torch.get_num_threads()}), numpy {np.__version__}, "
+          f"torch {torch.__version__}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    try:
+        import threadpoolctl
+        for info in threadpoolctl.threadpool_info():
+            print(f"  numpy BLAS: {info['internal_api']} {info.get('version')} {info.get('architecture')}, "
+                  f"{info['num_threads']} threads")
+    except ImportError:
+        pass
+    print(f"{ARGS.reps} interleaved repetitions of ~{ARGS.seconds}s each; medians, [min-max]\n")
+
+    header = (f"{'network':8} {'mode':6} {'engine img/s':>22} {'torch img/s':>22} {'ratio':>6} "
+              f"{'engine GFLOP/s':>14} {'torch GFLOP/s':>13}")
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for name in ARGS.nets.split(","):
+        build, shape = networks()[name]
+        nn.manual_seed(0)
+        net = build()
+        tnet = to_torch(net)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((batch,) + shape).astype(np.float32)
+        y = rng.integers(0, 10, batch)
+        fwd, trn = gemm_flops(net, shape)
+        e_train, e_infer = engine_steps(net, x, y)
+        t_train, t_infer = torch_steps(tnet, x, y)
+        times = interleaved({"train": (e_train, t_train), "infer": (e_infer, t_infer)}, ARGS.reps, ARGS.seconds)
+        for mode, flops in (("train", trn), ("infer", fwd)):
+            ours, theirs = (np.array(t) for t in times[mode])
+            rate_o, rate_t = batch / np.median(ours), batch / np.median(theirs)
+            spread = lambda t: f"[{batch / t.max():.0f}-{batch / t.min():.0f}]"  # noqa: E731
+            print(f"{name:8} {mode:6} {rate_o:>9.0f} {spread(ours):>12} {rate_t:>9.0f} {spread(theirs):>12} "
+                  f"{rate_o / rate_t:>6.2f} {rate_o * flops / 1e9:>14.1f} {rate_t * flops / 1e9:>13.1f}")
+            rows.append((name, mode, rate_o / rate_t))
+    print()
+    for name in ARGS.nets.split(","):
+        build, shape = networks()[name]
+        peak = peak_training_memory(build, shape, ARGS.memory_batch)
+        print(f"peak memory of one engine training step, {name}, batch {ARGS.memory_batch}: {peak / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
