@@ -262,6 +262,26 @@ def test_inference_runs_off_the_event_loop(model, monkeypatch):
     assert elapsed < n * delay / 2  # serial handling would take n * delay
 
 
+def test_concurrent_requests_get_their_own_answers(model, mnist_test):
+    """Many simultaneous predictions, each checked against the same request made alone
+    (the engine's layers keep scratch buffers, so unguarded concurrent forward passes mix)."""
+    images = mnist_test[0][:160]
+    app = create_app(model)
+    with TestClient(app) as alone:
+        expected = [alone.post("/api/predict", json={"pixels": im.tolist()}).json()["probabilities"]
+                    for im in images]
+
+    async def together():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            return await asyncio.gather(*(http.post("/api/predict", json={"pixels": im.tolist()})
+                                          for im in images))
+
+    answers = [r.json()["probabilities"] for r in asyncio.run(together())]
+    wrong = [i for i, (a, e) in enumerate(zip(answers, expected)) if a != e]
+    assert not wrong, f"{len(wrong)} of {len(images)} concurrent answers differ from the answer alone"
+
+
 # ---------------------------------------------------------------- the real server and the CLI
 
 def test_digits_serve_over_a_real_socket(model_path):

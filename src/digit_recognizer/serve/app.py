@@ -2,8 +2,8 @@
 
 Every prediction goes through :func:`digit_recognizer.predict.predict_image`, the
 function behind ``digits predict``, so the page, the API and the CLI agree to the
-last digit. Inference runs in the thread pool, never on the event loop: NumPy
-releases the GIL in its matrix products, so concurrent clients overlap.
+last digit. Inference runs in the thread pool, never on the event loop, so
+concurrent clients overlap (NumPy releases the GIL in its heavy loops).
 
 Errors are JSON ``{"error": "one line"}`` with a 4xx status: 413 for a body
 over the upload limit, 415 for a body that is neither an upload nor JSON, 422
@@ -13,6 +13,7 @@ for an unreadable image or malformed pixels. A 500 would be a bug.
 
 import base64
 import io
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -109,6 +110,23 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+class _OneAtATime:
+    """A model whose forward passes run one at a time.
+
+    The engine's layers reuse scratch buffers from call to call (fast, but not
+    thread-safe), so concurrent requests share the network under a lock. It only
+    covers the forward pass, about a millisecond; preprocessing, most of a
+    request, still runs in parallel.
+    """
+
+    def __init__(self, model):
+        self.model, self.lock = model, threading.Lock()
+
+    def predict_proba(self, images):
+        with self.lock:
+            return self.model.predict_proba(images)
+
+
 class _Recorder:
     """Wraps a model for one request and keeps what ``predict_image`` feeds it and gets back.
 
@@ -171,6 +189,7 @@ async def _read_source(request: Request):
 def create_app(model, *, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
     """The web app serving ``model`` (a ``modelfile.Model``)."""
     n_classes = len(model.classes)
+    predictor = _OneAtATime(model)
     app = FastAPI(
         title="digit-recognizer",
         version=__version__,
@@ -245,6 +264,6 @@ def create_app(model, *, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
         top_k: Annotated[int, Query(ge=1, le=n_classes, description="how many classes to list")] = 3,
     ):
         source = await _read_source(request)
-        return await run_in_threadpool(run_prediction, model, source, top_k)
+        return await run_in_threadpool(run_prediction, predictor, source, top_k)
 
     return app
