@@ -114,9 +114,10 @@ def test_conv_inference_in_blocks_matches_the_training_pass(monkeypatch):
     x = np.random.default_rng(0).standard_normal((7, 3, 9, 8)).astype(np.float32)
     expected = layer.forward(x, training=True)
     layer._buffer = None
-    monkeypatch.setattr(conv, "INFERENCE_BLOCK_BYTES", 3 * 27 * 20 * 4)  # blocks of 3 images: 3 + 3 + 1
+    # Output 5 x 4 per image; im2col has 27 rows and 4 * 7 columns per output row.
+    monkeypatch.setattr(conv, "INFERENCE_BLOCK_BYTES", 2 * 27 * 28 * 4)  # blocks of 2 output rows: 2 + 2 + 1
     np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-5, atol=1e-6)
-    assert layer._buffer.size == 3 * 27 * 20
+    assert layer._buffer.size == 2 * 27 * 28
 
 
 def test_backward_without_input_gradient_still_fills_parameter_gradients():

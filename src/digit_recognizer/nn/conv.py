@@ -1,10 +1,11 @@
 """Conv2D and pooling layers on (N, C, H, W) arrays.
 
-Convolution keeps activations channel-major inside: the input is viewed as (C, N, H, W),
-im2col is one strided copy into a (C*k*k, N*Ho*Wo) matrix, and the whole batch is one
-matrix product with the (O, C*k*k) weight. The (O, N*Ho*Wo) result is returned as an
-(N, O, Ho, Wo) *view*, so the following layers work on (C, N, H, W) memory without copies
-(NumPy ufuncs keep the memory order of their inputs) and the next Conv2D needs no transpose.
+Inside, convolution keeps activations in (C, H, W, N) memory: channels outermost, the batch
+innermost. im2col is then one strided copy, with long contiguous runs, into a
+(C*k*k, Ho*Wo*N) matrix; the whole batch is one matrix product with the (O, C*k*k) weight
+(PyTorch's layout, unchanged); and the (O, Ho*Wo*N) result is already the next layer's
+(C, H, W, N) memory. Layers return it as an (N, C, H, W) *view*: NumPy ufuncs keep the
+memory order of their inputs, so the layers in between work without transposing copies.
 """
 
 import numpy as np
@@ -74,33 +75,34 @@ class Conv2D(Layer):
         k, s, p, o = self.kernel_size, self.stride, self.padding, self.out_channels
         ho, wo = _out_size(self, h, k, s, p), _out_size(self, w, k, s, p)
 
-        x = x.transpose(1, 0, 2, 3)  # (C, N, H, W): a view, free when x came from a Conv2D
+        # (C, H, W, N) memory: free when x came from a Conv2D, a cheap copy of the input otherwise.
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0))
         if p:
-            xp = np.zeros((c, n, h + 2 * p, w + 2 * p), x.dtype)
-            xp[:, :, p:p + h, p:p + w] = x
+            xp = np.zeros((c, h + 2 * p, w + 2 * p, n), x.dtype)
+            xp[:, p:p + h, p:p + w] = x
             x = xp
-        windows = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]  # (C, N, Ho, Wo, k, k)
-        windows = windows.transpose(0, 4, 5, 1, 2, 3)                          # (C, k, k, N, Ho, Wo)
+        windows = sliding_window_view(x, (k, k), axis=(1, 2))[:, ::s, ::s]  # (C, Ho, Wo, N, k, k)
+        windows = windows.transpose(0, 4, 5, 1, 2, 3)                       # (C, k, k, Ho, Wo, N)
         wm, b = self._weights(x.dtype)
-        rows, per_image = c * k * k, ho * wo
+        rows, per_row = c * k * k, wo * n  # im2col matrix: rows x (Ho * per_row) columns
 
         if training:  # the whole batch at once: backward needs the full im2col matrix
             cols = self._scratch(windows.shape, x.dtype)
             cols[...] = windows  # im2col: the one copy
-            cols = cols.reshape(rows, n * per_image)
+            cols = cols.reshape(rows, ho * per_row)
             y = wm @ cols
             self._cache = (cols, x.shape)
-        else:  # blocks of images, so that im2col stays small (and in cache) for any batch size
+        else:  # blocks of output rows, so that im2col stays small for any batch size
             self._cache = None
-            y = np.empty((o, n * per_image), x.dtype)
-            block = max(1, max(INFERENCE_BLOCK_BYTES, self._scratch_bytes()) // (rows * per_image * x.itemsize))
-            for i in range(0, n, block):
+            y = np.empty((o, ho * per_row), x.dtype)
+            block = max(1, max(INFERENCE_BLOCK_BYTES, self._scratch_bytes()) // (rows * per_row * x.itemsize))
+            for i in range(0, ho, block):
                 part = windows[:, :, :, i:i + block]
                 cols = self._scratch(part.shape, x.dtype)
                 cols[...] = part
-                np.matmul(wm, cols.reshape(rows, -1), out=y[:, i * per_image:(i + part.shape[3]) * per_image])
+                np.matmul(wm, cols.reshape(rows, -1), out=y[:, i * per_row:(i + part.shape[3]) * per_row])
         y += b
-        return y.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
+        return y.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
 
     def _scratch(self, shape, dtype):
         """An uninitialised array of ``shape``, carved from a buffer the layer keeps from call to
@@ -117,11 +119,11 @@ class Conv2D(Layer):
         """One backward pass per forward: it reuses the im2col matrix for dcols."""
         if self._cache is None:
             raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
-        cols, (c, n, hp, wp) = self._cache
+        cols, (c, hp, wp, n) = self._cache
         self._cache = None
         k, s, p, o = self.kernel_size, self.stride, self.padding, self.out_channels
         ho, wo = grad_out.shape[2:]
-        g = grad_out.transpose(1, 0, 2, 3).reshape(o, n * ho * wo)  # free when (C, N, H, W) memory
+        g = grad_out.transpose(1, 2, 3, 0).reshape(o, ho * wo * n)  # free when (C, H, W, N) memory
 
         self.weight.accumulate((g @ cols.T).reshape(self.weight.data.shape))
         self.bias.accumulate(g.sum(axis=1))
@@ -129,12 +131,12 @@ class Conv2D(Layer):
             return None
 
         wm, _ = self._weights(g.dtype)
-        dcols = np.matmul(wm.T, g, out=cols).reshape(c, k, k, n, ho, wo)  # cols is no longer needed
-        dxp = np.zeros((c, n, hp, wp), dcols.dtype)
+        dcols = np.matmul(wm.T, g, out=cols).reshape(c, k, k, ho, wo, n)  # cols is no longer needed
+        dxp = np.zeros((c, hp, wp, n), dcols.dtype)
         for u in range(k):  # col2im: loops over the k*k kernel offsets only
             for v in range(k):
-                dxp[:, :, u:u + s * (ho - 1) + 1:s, v:v + s * (wo - 1) + 1:s] += dcols[:, u, v]
-        return dxp[:, :, p:hp - p, p:wp - p].transpose(1, 0, 2, 3)
+                dxp[:, u:u + s * (ho - 1) + 1:s, v:v + s * (wo - 1) + 1:s] += dcols[:, u, v]
+        return dxp[:, p:hp - p, p:wp - p].transpose(3, 0, 1, 2)
 
 
 class _Pool2D(Layer):
