@@ -42,7 +42,8 @@ DECODE_SIDE = 2048            # JPEGs are decoded at reduced scale down to about
 WORK_SIDE = 320               # analysis resolution (long side), enough for a 5-digit number
 DETAIL_SIDE = 80              # a digit is normalised at this size, then reduced to 20x20
 MIN_CONTRAST = 0.08           # weakest ink (fraction of full scale) that still counts as ink
-SPLIT_PRIOR = 0.8             # prior odds of each extra cut when reading touching digits
+SPLIT_PRIOR = 0.8             # prior odds per digit more or fewer than the width suggests
+DIGIT_ASPECT = 0.75           # a group w wide, h high looks like floor(w / (0.75 h)) digits
 NO_DIGIT = "no digit found"
 
 # Stroke width of MNIST digits at DETAIL_SIDE (= 4x the 20x20 box), measured on
@@ -237,15 +238,14 @@ def _background(x: np.ndarray) -> np.ndarray:
 
     A morphological opening (min filter, then max filter) with a window of a
     quarter of the short side erases every stroke narrower than that and keeps
-    the slow variation of the lighting. Computed on a ~48-px-high grid of
-    block minima, smoothed, and brought back up to full size bilinearly.
+    the variation of the lighting, even a shadow's edge. Computed on a
+    ~96-px-high grid of block minima, brought back up to full size bilinearly.
     """
     h, w = x.shape
-    coarse = _pool(x, max(1, min(h, w) // 48), np.minimum)
+    coarse = _pool(x, max(1, min(h, w) // 96), np.minimum)
     hb, wb = coarse.shape
     window = max(3, int(0.25 * min(hb, wb)) | 1)
     coarse = ndimage.maximum_filter(ndimage.minimum_filter(coarse, window, mode="nearest"), window, mode="nearest")
-    coarse = ndimage.uniform_filter(coarse, max(3, window // 2 | 1), mode="nearest")
     return _resize(coarse, (w, h))
 
 
@@ -260,8 +260,8 @@ class Extraction:
     (top, left, bottom, right) work-resolution box in pool_boxes. options: per
     group of ink (left to right), its possible readings as lists of pool
     indices: the group as one digit, then cut into 2, 3, ... touching digits.
-    choice: the option taken per group; geometry picks one, a model can pick
-    better (``choose``).
+    guess: per group, the option its width suggests. choice: the option taken
+    per group; the guess until a model picks better (``choose``).
     """
 
     gray: np.ndarray
@@ -271,6 +271,7 @@ class Extraction:
     pool: np.ndarray
     pool_boxes: list
     options: list
+    guess: list
     choice: list
 
     @property
@@ -289,13 +290,14 @@ class Extraction:
 
     def choose(self, probs: np.ndarray) -> None:
         """Per group, take the reading the model believes most: the highest product of
-        the digits' top probabilities, times SPLIT_PRIOR per cut (networks are
-        confident even about half a digit, so a cut must earn its place).
+        the digits' top probabilities, times SPLIT_PRIOR per digit more or fewer
+        than the group's width suggests (networks are confident even about half
+        a digit, or about three digits squeezed into one, so geometry has a say).
         ``probs``: (m, n_classes), the model's output for ``pool``."""
         log_top = np.log(np.maximum(np.asarray(probs).max(axis=1), 1e-12))
         self.choice = [
-            int(np.argmax([log_top[o].sum() + (len(o) - 1) * np.log(SPLIT_PRIOR) for o in options]))
-            for options in self.options
+            int(np.argmax([log_top[o].sum() + abs(k - guess) * np.log(SPLIT_PRIOR) for k, o in enumerate(options)]))
+            for options, guess in zip(self.options, self.guess)
         ]
 
 
@@ -366,9 +368,9 @@ def _find_digits(ink: np.ndarray, mask: np.ndarray, single: bool):
     one digit (a "4" drawn in two strokes, a broken loop), and so are close
     neighbours that barely overlap in y (stacked pieces); a piece much shorter
     than the digits joins its nearest neighbour when it is close (a "5" whose
-    flag came loose), and is dropped as a mark otherwise.
+    flag came loose), and is dropped as a mark otherwise. No merge makes a
+    group taller than two digit heights (the height of the tallest big piece).
     """
-    # label a slightly thickened mask so strokes broken by a pixel or two stay one piece
     labels = np.zeros(mask.shape, np.int32)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if len(rows) == 0:
@@ -377,11 +379,9 @@ def _find_digits(ink: np.ndarray, mask: np.ndarray, single: bool):
     t0, l0 = max(rows[0] - 1, 0), max(cols[0] - 1, 0)
     window = (slice(t0, rows[-1] + 2), slice(l0, cols[-1] + 2))
     m = mask[window]
-    grown = m.copy()
-    grown[1:] |= m[:-1]
-    grown[:-1] |= m[1:]
-    grown[:, 1:] |= grown[:, :-1].copy()
-    grown[:, :-1] |= grown[:, 1:].copy()
+    # label a mask grown by one pixel, so strokes broken by a pixel or two stay one piece
+    # (wider gaps are left to the grouping rules: growing more would join neighbours)
+    grown = ndimage.maximum_filter(m.view(np.uint8), size=3).view(bool)
     local, n = ndimage.label(grown, structure=np.ones((3, 3), bool))
     local *= m
     labels[window] = local
@@ -392,38 +392,57 @@ def _find_digits(ink: np.ndarray, mask: np.ndarray, single: bool):
     box = np.array([[s[0].start + t0, s[1].start + l0, s[0].stop + t0, s[1].stop + l0] for s in slices])
     height = box[:, 2] - box[:, 0]
     keep = (area >= max(3, 0.04 * area.max())) & (strength >= _noise_floor(ink)) & (height >= 2)
-    keep &= height >= 0.2 * height[keep].max(initial=0)
+    # A component running from edge to edge (a shadow's edge, the paper's border) is not a
+    # digit unless it is all there is (a tightly cropped "1"); nor is a faint one touching
+    # the border (a shadow's corner).
+    H, W = mask.shape
+    spanning = ((box[:, 0] == 0) & (box[:, 2] == H)) | ((box[:, 1] == 0) & (box[:, 3] == W))
+    touching = (box[:, 0] == 0) | (box[:, 1] == 0) | (box[:, 2] == H) | (box[:, 3] == W)
+    spanning |= touching & (strength < 0.6 * strength[keep].max(initial=0))
+    if (keep & ~spanning).any():
+        keep &= ~spanning
     if not keep.any():
         return labels, []
+    # the height of a digit here: the tallest of the big pieces
+    typical = height[keep & (area >= 0.3 * area[keep].max())].max()
+    keep &= height >= 0.2 * typical
+
+    def fits(a, b):  # would a and b together still be one digit high?
+        return max(a[2], b[2]) - min(a[0], b[0]) <= 2 * typical
 
     groups: list[list] = []  # [top, left, bottom, right, [ids]]
     for i in np.flatnonzero(keep)[np.argsort(box[keep, 1], kind="stable")]:
         piece = [*box[i], [i + 1]]
         for g in groups:
             overlap = min(piece[3], g[3]) - max(piece[1], g[1])
-            if single or overlap > 0.5 * min(piece[3] - piece[1], g[3] - g[1]):
+            if single or (overlap > 0.5 * min(piece[3] - piece[1], g[3] - g[1]) and fits(g, piece)):
                 _absorb(g, piece)
                 break
         else:
             groups.append(piece)
 
-    tallest = max(g[2] - g[0] for g in groups)
     stacked: list[list] = []  # neighbours one above the other are pieces of one digit
     for g in groups:
         if stacked:
             last = stacked[-1]
             y_overlap = min(g[2], last[2]) - max(g[0], last[0])
-            if g[1] - last[3] <= 0.15 * tallest and y_overlap < 0.3 * min(g[2] - g[0], last[2] - last[0]):
+            if (g[1] - last[3] <= 0.15 * typical and fits(last, g)
+                    and y_overlap < 0.3 * min(g[2] - g[0], last[2] - last[0])):
                 _absorb(last, g)
                 continue
         stacked.append(g)
-    groups = stacked
-    digits = [g for g in groups if g[2] - g[0] >= 0.5 * tallest]
-    for g in groups:
-        if g[2] - g[0] < 0.5 * tallest:
+    # a digit's height again, now that broken ones are whole
+    mass = np.array([area[np.array(g[4]) - 1].sum() for g in stacked])
+    typical = max(g[2] - g[0] for g, m in zip(stacked, mass) if m >= 0.3 * mass.max())
+    digits = [g for g in stacked if g[2] - g[0] >= 0.6 * typical]
+    for g in stacked:
+        if g[2] - g[0] < 0.6 * typical and digits:
             gaps = [max(0, g[1] - d[3], d[1] - g[3]) for d in digits]
-            if min(gaps) <= 0.25 * tallest:
-                _absorb(digits[int(np.argmin(gaps))], g)
+            nearest = digits[int(np.argmin(gaps))]
+            if min(gaps) <= 0.25 * typical and fits(nearest, g):
+                _absorb(nearest, g)
+    if not digits:
+        return labels, []
     mass = np.array([area[np.array(g[4]) - 1].sum() for g in digits])
     digits = [g for g, m in zip(digits, mass) if m >= 0.08 * mass.max()]
     digits.sort(key=lambda g: g[1])
@@ -502,12 +521,12 @@ def _to_28x28(crop: np.ndarray, deskew: bool = False, normalise_stroke: bool = T
 
     if normalise_stroke:
         width = _stroke_width(big > 0.5)
-        if width < 0.65 * MNIST_STROKE:
-            size = int(round(0.8 * MNIST_STROKE - width)) | 1
+        if width < 0.75 * MNIST_STROKE:
+            size = int(round(0.9 * MNIST_STROKE - width)) | 1
             big = np.pad(big, size)  # room to grow
             big = ndimage.grey_dilation(big, footprint=_disk(size))
-        elif width > 1.6 * MNIST_STROKE:
-            size = int(round(width - 1.3 * MNIST_STROKE)) | 1
+        elif width > 1.4 * MNIST_STROKE:
+            size = int(round(width - 1.2 * MNIST_STROKE)) | 1
             if size < width / 2:
                 big = ndimage.grey_erosion(big, footprint=_disk(size))
         rows, cols = np.flatnonzero(big.max(axis=1) > 0.05), np.flatnonzero(big.max(axis=0) > 0.05)
@@ -571,7 +590,7 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
     if not groups:
         raise DigitsError(NO_DIGIT)
 
-    pool, pool_boxes, options, choice = [], [], [], []
+    pool, pool_boxes, options, guesses = [], [], [], []
     for box, members in groups:
         t, l, b, r = box
         h, w = b - t, r - l
@@ -584,10 +603,10 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
             pool_boxes += reading
             pool += [_to_28x28(_digit_crop(ink, labels, p, members, x_full), deskew=deskew) for p in reading]
         options.append(group_options)
-        guess = int(round(w / (0.8 * h))) if w > 1.3 * h else 1  # without a model: by the aspect ratio
-        choice.append(min(guess, len(readings)) - 1)
+        guesses.append(min(max(1, int(w / (DIGIT_ASPECT * h))), len(readings)) - 1)
     gray = 1.0 - x if inverted else x  # as seen at work resolution
-    return Extraction(gray, ink, mask, inverted, np.stack(pool).astype(np.float32), pool_boxes, options, choice)
+    pool = np.stack(pool).astype(np.float32)
+    return Extraction(gray, ink, mask, inverted, pool, pool_boxes, options, guesses, list(guesses))
 
 
 def to_mnist(image, *, deskew: bool = False) -> np.ndarray:

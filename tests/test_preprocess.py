@@ -1,0 +1,299 @@
+"""The image pipeline: any image -> MNIST-style 28x28, and every hostile input refused cleanly.
+
+Model-free: a property of the pipeline is checked by comparing the 28x28 it
+makes from two versions of one picture (white-on-black vs black-on-white, a
+16-bit vs an 8-bit PNG, an upright vs an EXIF-rotated JPEG, ...).
+"""
+
+import io
+import struct
+import zlib
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+from digit_recognizer import preprocess
+from digit_recognizer.errors import DigitsError
+
+FONT = str(matplotlib.get_data_path()) + "/fonts/ttf/DejaVuSans.ttf"
+
+
+def drawn(text="7", size=(200, 240), height=150, ink=0, paper=255, thickness=0) -> Image.Image:
+    """``text`` in DejaVu Sans, centred, as an 8-bit gray image."""
+    image = Image.new("L", size, paper)
+    font = ImageFont.truetype(FONT, height)
+    ImageDraw.Draw(image).text((size[0] / 2, size[1] / 2), text, fill=ink, font=font, anchor="mm",
+                               stroke_width=thickness, stroke_fill=ink)
+    return image
+
+
+def png_bytes(image: Image.Image, **kw) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", **kw)
+    return buffer.getvalue()
+
+
+def similar(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of two 28x28 digits, blurred so a 1-px shift of a 2-px stroke still matches."""
+    a, b = ndimage.gaussian_filter(a, 1.0), ndimage.gaussian_filter(b, 1.0)
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+@pytest.fixture(scope="module")
+def seven():
+    return preprocess.to_mnist(drawn("7"))
+
+
+# --------------------------------------------------------------------------- MNIST shape
+
+
+def test_output_is_mnist_style(seven):
+    assert seven.shape == (28, 28) and seven.dtype == np.float32
+    assert 0.0 <= seven.min() and seven.max() <= 1.0 and seven.max() > 0.9
+    rows, cols = np.flatnonzero(seven.max(1) > 0.05), np.flatnonzero(seven.max(0) > 0.05)
+    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 in (19, 20, 21)  # fits the 20x20 box
+    yy, xx = np.mgrid[:28, :28]
+    cy, cx = (seven * yy).sum() / seven.sum(), (seven * xx).sum() / seven.sum()
+    assert abs(cy - 13.5) < 1 and abs(cx - 13.5) < 1  # centre of mass at the centre
+
+
+def test_an_mnist_digit_comes_back_close_to_itself(mnist_test):
+    images, _ = mnist_test
+    scores = [similar(preprocess.to_mnist(x), x / 255.0) for x in images[:100]]
+    assert np.median(scores) > 0.8
+
+
+def test_polarity_white_on_black_equals_black_on_white(seven):
+    white_on_black = preprocess.to_mnist(drawn("7", ink=255, paper=0))
+    assert similar(white_on_black, seven) > 0.98
+
+
+def test_coloured_ink_and_paper():
+    image = Image.merge("RGB", [drawn("7", ink=c, paper=p) for c, p in ((30, 250), (40, 245), (170, 235))])
+    assert similar(preprocess.to_mnist(image), preprocess.to_mnist(drawn("7"))) > 0.95
+
+
+def test_uneven_light_is_evened_out(seven):
+    x = np.asarray(drawn("7"), np.float32) / 255
+    h, w = x.shape
+    light = np.linspace(0.35, 1.0, w)[None, :] * np.linspace(0.8, 1.0, h)[:, None]  # dark left edge
+    photo = Image.fromarray((x * light * 255).astype(np.uint8))
+    assert similar(preprocess.to_mnist(photo), seven) > 0.9
+
+
+def test_paper_noise_is_not_ink(seven):
+    rng = np.random.default_rng(0)
+    noisy = np.asarray(drawn("7"), np.float32) + rng.normal(0, 12, (240, 200))
+    out = preprocess.to_mnist(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)))
+    assert similar(out, seven) > 0.9
+
+
+def test_thin_and_thick_strokes_are_normalised_towards_mnist(seven):
+    thin = preprocess.to_mnist(drawn("7", size=(600, 700), height=500))  # 1/10 the stroke width
+    thick = preprocess.to_mnist(drawn("7", thickness=14))
+    for out in (thin, thick):
+        width = preprocess._stroke_width(out > 0.5)
+        assert 1.2 < width < 4.5  # MNIST strokes are about 2-3 px wide at 28x28
+        assert similar(out, seven) > 0.8
+
+
+def test_small_digit_off_centre_on_a_large_canvas(seven):
+    canvas = Image.new("L", (1600, 1200), 255)
+    canvas.paste(drawn("7", size=(30, 36), height=30), (1300, 90))
+    assert similar(preprocess.to_mnist(canvas), seven) > 0.85
+
+
+def test_deskew_straightens_a_slanted_digit():
+    upright = preprocess.to_mnist(drawn("1"))
+    slanted = drawn("1").transform((200, 240), Image.Transform.AFFINE, (1, 0.4, -48, 0, 1, 0), fillcolor=255)
+    plain, straightened = preprocess.to_mnist(slanted), preprocess.to_mnist(slanted, deskew=True)
+
+    def slant(d):
+        yy, xx = np.mgrid[:28, :28]
+        m = d / d.sum()
+        cy, cx = (m * yy).sum(), (m * xx).sum()
+        return abs((m * (yy - cy) * (xx - cx)).sum() / (m * (yy - cy) ** 2).sum())
+
+    assert slant(plain) > 0.25 and slant(straightened) < 0.05
+    assert similar(straightened, upright) > similar(plain, upright)
+
+
+# --------------------------------------------------------------------------- transparency, formats
+
+
+def test_canvas_drawing_in_the_alpha_channel_only():
+    alpha = 255 - np.asarray(drawn("3"))
+    rgba = np.dstack([np.zeros_like(alpha)] * 3 + [alpha])  # black strokes, transparent elsewhere
+    from_alpha = preprocess.to_mnist(png_bytes(Image.fromarray(rgba, "RGBA")))
+    assert similar(from_alpha, preprocess.to_mnist(drawn("3"))) > 0.98
+    white = np.dstack([np.full_like(alpha, 255)] * 3 + [alpha])  # white strokes on transparent
+    assert similar(preprocess.to_mnist(Image.fromarray(white, "RGBA")), from_alpha) > 0.98
+
+
+def test_photo_with_transparent_corners_keeps_its_paper():
+    rgba = np.asarray(drawn("5").convert("RGBA")).copy()
+    rgba[:20, :20, 3] = 0  # rounded-corner screenshot: RGB black there, fully transparent
+    rgba[:20, :20, :3] = 0
+    assert similar(preprocess.to_mnist(Image.fromarray(rgba, "RGBA")), preprocess.to_mnist(drawn("5"))) > 0.98
+
+
+def test_palette_image_with_transparency():
+    image = drawn("2").convert("P")
+    image.info["transparency"] = 255  # the paper colour's index is transparent
+    assert similar(preprocess.to_mnist(png_bytes(image, transparency=255)), preprocess.to_mnist(drawn("2"))) > 0.98
+
+
+def test_16_bit_png_reads_like_8_bit():
+    eight = np.asarray(drawn("4"))
+    sixteen = Image.fromarray(eight.astype(np.uint16) * 257)
+    data = png_bytes(sixteen)
+    assert preprocess.load_image(data).mode.startswith("I")
+    assert similar(preprocess.to_mnist(data), preprocess.to_mnist(drawn("4"))) > 0.99
+
+
+def test_cmyk_jpeg_reads_like_rgb():
+    rgb = drawn("6").convert("RGB")
+    buffer = io.BytesIO()
+    rgb.convert("CMYK").save(buffer, "JPEG", quality=95)
+    image = preprocess.load_image(buffer.getvalue())
+    assert image.mode == "CMYK"
+    assert similar(preprocess.to_mnist(image), preprocess.to_mnist(rgb)) > 0.97
+
+
+def test_exif_orientation_is_applied():
+    upright = drawn("7")
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: viewers turn it 90 degrees clockwise
+    upright.rotate(90, expand=True).save(buffer, "JPEG", quality=95, exif=exif)
+    assert preprocess.load_image(buffer.getvalue()).size == upright.size
+    assert similar(preprocess.to_mnist(buffer.getvalue()), preprocess.to_mnist(upright)) > 0.97
+
+
+def test_animated_gif_uses_its_first_frame():
+    frames = [drawn("1").convert("P"), drawn("8").convert("P")]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert Image.open(io.BytesIO(buffer.getvalue())).n_frames == 2
+    assert similar(preprocess.to_mnist(buffer.getvalue()), preprocess.to_mnist(drawn("1"))) > 0.99
+
+
+def test_arrays_are_images_too(seven):
+    as_uint8 = np.asarray(drawn("7"))
+    assert similar(preprocess.to_mnist(as_uint8), seven) > 0.99
+    assert similar(preprocess.to_mnist(as_uint8 / 255.0), seven) > 0.99
+    with pytest.raises(DigitsError, match="array"):
+        preprocess.to_mnist(np.zeros((2, 3, 4, 5)))
+    with pytest.raises(DigitsError, match="NaN"):
+        preprocess.to_mnist(np.full((28, 28), np.nan))
+
+
+# --------------------------------------------------------------------------- hostile inputs
+
+
+def png_header_only(width, height) -> bytes:
+    """A PNG whose header claims ``width`` x ``height``: a decompression bomb's calling card."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+HOSTILE = {
+    "empty file": (b"", "empty file"),
+    "text named .png": (b"hello, I am not a picture\n" * 4, "not an image"),
+    "truncated PNG": (png_bytes(drawn("7"))[:300], "truncated or corrupt image"),
+    "decompression bomb": (png_header_only(100_000, 100_000), "above the limit of 40 megapixels"),
+    "blank white": (png_bytes(Image.new("L", (64, 64), 255)), "no digit found"),
+    "blank black": (png_bytes(Image.new("L", (64, 64), 0)), "no digit found"),
+    "1x1 image": (png_bytes(Image.new("L", (1, 1), 0)), "no digit found"),
+    "SVG named .png": (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" '
+                       b'height="10"><text x="0" y="9">7</text></svg>', "SVG is a vector format"),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_input_is_one_clear_error(name, tmp_path):
+    data, message = HOSTILE[name]
+    path = tmp_path / "input.png"
+    path.write_bytes(data)
+    for source in (path, str(path), data):
+        with pytest.raises(DigitsError, match=message) as error:
+            preprocess.extract(source)
+        assert "\n" not in str(error.value)
+
+
+def test_blank_photo_of_paper_has_no_digit():
+    rng = np.random.default_rng(1)
+    x = np.linspace(0.5, 0.95, 640)[None, :] * np.ones((480, 1)) + rng.normal(0, 0.02, (480, 640))
+    buffer = io.BytesIO()
+    Image.fromarray((np.clip(x, 0, 1) * 255).astype(np.uint8)).save(buffer, "JPEG", quality=40)
+    with pytest.raises(DigitsError, match="no digit found"):
+        preprocess.extract(buffer.getvalue())
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(DigitsError, match="no such file"):
+        preprocess.load_image(tmp_path / "nope.png")
+    with pytest.raises(DigitsError, match="is a directory"):
+        preprocess.load_image(tmp_path)
+
+
+def test_pixel_budget_applies_to_decoded_images_too(monkeypatch):
+    monkeypatch.setattr(preprocess, "MAX_PIXELS", 1000)
+    with pytest.raises(DigitsError, match="megapixels"):
+        preprocess.load_image(Image.new("L", (100, 100)))
+
+
+# --------------------------------------------------------------------------- several digits
+
+
+def test_a_number_is_segmented_left_to_right():
+    number = drawn("2026", size=(700, 240), height=150)
+    ex = preprocess.extract(number)
+    assert len(ex.digits) == 4
+    lefts = [box[1] for box in ex.boxes]
+    assert lefts == sorted(lefts)
+    singles = [preprocess.to_mnist(drawn(d)) for d in "2026"]
+    for got, want in zip(ex.digits, singles):
+        assert similar(got, want) > 0.85
+
+
+def test_broken_strokes_stay_one_digit():
+    x = np.asarray(drawn("4")).copy()
+    x[120:126, :] = 255  # cut the digit across with a gap
+    x[:, 99:101] = 255
+    assert len(preprocess.segment(Image.fromarray(x))) == 1
+
+
+def test_touching_digits_are_cut():
+    zero = np.asarray(drawn("0", size=(110, 200), height=180))
+    pair = np.minimum(np.pad(zero, ((0, 0), (0, 80)), constant_values=255),
+                      np.pad(zero, ((0, 0), (80, 0)), constant_values=255))  # the loops touch
+    ex = preprocess.extract(Image.fromarray(pair))
+    assert len(ex.options) == 1 and len(ex.options[0]) > 1  # one blob, offered as 1, 2, ... digits
+    probs = np.zeros((len(ex.pool), 10), np.float32)
+    probs[:, 0] = 0.3  # the pair as one digit: unsure
+    for i in ex.options[0][1]:
+        probs[i, 0] = 0.99  # each half: a confident zero
+    ex.choose(probs)
+    assert len(ex.digits) == 2
+
+
+def test_specks_are_not_digits():
+    x = np.asarray(drawn("3")).copy()
+    x[10:12, 10:12] = 0  # dust
+    x[220:223, 180:183] = 0
+    assert len(preprocess.segment(Image.fromarray(x))) == 1
+
+
+def test_save_steps_writes_what_the_network_saw(tmp_path):
+    ex = preprocess.extract(drawn("42", size=(400, 240)))
+    written = preprocess.save_steps(ex, tmp_path / "steps", "sample")
+    names = sorted(p.name for p in written)
+    assert names == ["sample-1-gray.png", "sample-2-ink.png", "sample-3-mask.png",
+                     "sample-4-digit0.png", "sample-4-digit1.png"]
+    assert all(p.stat().st_size > 0 for p in written)
