@@ -211,11 +211,6 @@ def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 # --------------------------------------------------------------------------- ink
 
 
-def _histogram(values: np.ndarray) -> np.ndarray:
-    """256-bin histogram of values in [0, 1]."""
-    return np.bincount((values.ravel() * 255 + 0.5).astype(np.uint8), minlength=256)
-
-
 def _hist_percentile(hist: np.ndarray, q: float) -> float:
     """The q-th percentile (0 <= q <= 100) of the values a histogram over [0, 1] counts."""
     cdf = np.cumsum(hist)
@@ -234,19 +229,19 @@ def otsu_threshold(hist: np.ndarray) -> float:
 
 
 def _background(x: np.ndarray) -> np.ndarray:
-    """Large-scale background of ``x`` (bright ink on a darker, uneven ground).
+    """Large-scale background of ``x`` (uint8, bright ink on a darker, uneven ground).
 
     A morphological opening (min filter, then max filter) with a window of a
     quarter of the short side erases every stroke narrower than that and keeps
     the variation of the lighting, even a shadow's edge. Computed on a
-    ~96-px-high grid of block minima, brought back up to full size bilinearly.
+    ~64-px-high grid of block minima, brought back up to full size bilinearly.
     """
     h, w = x.shape
-    coarse = _pool(x, max(1, min(h, w) // 96), np.minimum)
+    coarse = _pool(x, max(1, min(h, w) // 64), np.minimum)
     hb, wb = coarse.shape
     window = max(3, int(0.25 * min(hb, wb)) | 1)
     coarse = ndimage.maximum_filter(ndimage.minimum_filter(coarse, window, mode="nearest"), window, mode="nearest")
-    return _resize(coarse, (w, h))
+    return np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BILINEAR))
 
 
 @dataclass
@@ -255,7 +250,7 @@ class Extraction:
 
     gray: (H, W) work-resolution luminance, 1 = white (each pixel the darkest
     or brightest, whichever is ink, of its block of the full image). ink: (H, W) ink strength
-    (polarity fixed, background removed, 1 = full stroke). mask: ink above the
+    as uint8 (polarity fixed, background removed, 255 = full contrast). mask: ink above the
     Otsu threshold. pool: (m, 28, 28) float32, every candidate digit, with its
     (top, left, bottom, right) work-resolution box in pool_boxes. options: per
     group of ink (left to right), its possible readings as lists of pool
@@ -339,20 +334,24 @@ def _max_pool(x: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def _ink_map(x: np.ndarray):
-    """(ink, mask) from ``x`` (bright ink): background removed, Otsu threshold."""
-    ink = x - _background(x)
-    np.clip(ink, 0.0, 1.0, out=ink)
-    threshold = max(otsu_threshold(_histogram(ink)), 0.5 * MIN_CONTRAST)
-    return ink, ink > threshold
+    """(ink, mask) from ``x`` (uint8, bright ink): background removed, Otsu threshold.
+
+    ink: uint8 (255 = full contrast); mask: ink above the threshold.
+    """
+    background = _background(x)
+    ink = np.maximum(x, background) - background  # x - background, floored at 0, in uint8
+    threshold = max(otsu_threshold(np.bincount(ink.ravel(), minlength=256)), 0.5 * MIN_CONTRAST)
+    return ink, ink > threshold * 255
 
 
 def _noise_floor(ink: np.ndarray) -> float:
-    """Weakest mean ink a real stroke has: paper level + 4 robust sigmas of the paper noise."""
+    """Weakest mean ink (in [0, 1]) a real stroke has: paper level + 4 robust sigmas of
+    the paper noise. ``ink``: uint8."""
     step = max(1, int(np.sqrt(ink.size / 20_000)))
-    ink = ink[::step, ::step]
-    hist = _histogram(ink)
-    median = _hist_percentile(hist, 50)
-    mad = _hist_percentile(_histogram(np.abs(ink - median)), 50)
+    sample = ink[::step, ::step].ravel()
+    median = _hist_percentile(np.bincount(sample, minlength=256), 50)
+    deviation = np.abs(sample.astype(np.int16) - round(median * 255)).astype(np.uint8)
+    mad = _hist_percentile(np.bincount(deviation, minlength=256), 50)
     return max(MIN_CONTRAST, median + 4 * 1.4826 * mad)
 
 
@@ -387,7 +386,7 @@ def _find_digits(ink: np.ndarray, mask: np.ndarray, single: bool):
     labels[window] = local
     flat = local.ravel()
     area = np.bincount(flat, minlength=n + 1)[1:]
-    strength = np.bincount(flat, weights=ink[window].ravel(), minlength=n + 1)[1:] / np.maximum(area, 1)
+    strength = np.bincount(flat, weights=ink[window].ravel(), minlength=n + 1)[1:] / np.maximum(255 * area, 1)
     slices = ndimage.find_objects(local)
     box = np.array([[s[0].start + t0, s[1].start + l0, s[0].stop + t0, s[1].stop + l0] for s in slices])
     height = box[:, 2] - box[:, 0]
@@ -486,13 +485,13 @@ def _digit_crop(ink, labels, box, members, x_full):
         keep = ndimage.binary_dilation(keep)
     k = x_full.shape[0] // ink.shape[0]
     if k == 1 or max(b - t, r - l) >= DETAIL_SIDE:
-        return np.where(keep, ink[t:b, l:r], 0.0)
+        return np.where(keep, ink[t:b, l:r] * np.float32(1 / 255), np.float32(0))
     # Small at work resolution: take the digit's own pixels at full resolution,
     # less the paper level around it (light varies little over a small box).
     fine = x_full[t * k : b * k, l * k : r * k].astype(np.float32) * np.float32(1 / 255)
     keep = np.repeat(np.repeat(keep, k, axis=0), k, axis=1)[: fine.shape[0], : fine.shape[1]]
     paper = np.median(fine[~keep]) if (~keep).any() else 0.0
-    return np.where(keep, np.clip(fine - paper, 0.0, 1.0), 0.0)
+    return np.where(keep, np.clip(fine - paper, 0.0, 1.0), np.float32(0))
 
 
 def _stroke_width(mask: np.ndarray) -> float:
@@ -584,7 +583,7 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
     gray_full = _to_gray(image, DECODE_SIDE)
     inverted = _dark_ink(gray_full)
     x_full = 255 - gray_full if inverted else gray_full  # uint8, bright ink
-    x = _max_pool(x_full, WORK_SIDE).astype(np.float32) * np.float32(1 / 255)
+    x = _max_pool(x_full, WORK_SIDE)
     ink, mask = _ink_map(x)
     labels, groups = _find_digits(ink, mask, single)
     if not groups:
@@ -604,7 +603,7 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
             pool += [_to_28x28(_digit_crop(ink, labels, p, members, x_full), deskew=deskew) for p in reading]
         options.append(group_options)
         guesses.append(min(max(1, int(w / (DIGIT_ASPECT * h))), len(readings)) - 1)
-    gray = 1.0 - x if inverted else x  # as seen at work resolution
+    gray = (255 - x if inverted else x).astype(np.float32) * np.float32(1 / 255)  # as seen at work resolution
     pool = np.stack(pool).astype(np.float32)
     return Extraction(gray, ink, mask, inverted, pool, pool_boxes, options, guesses, list(guesses))
 
@@ -633,7 +632,7 @@ def save_steps(ex: Extraction, directory: str | Path, stem: str = "image") -> li
         return Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8))
 
     written = []
-    for name, array in (("1-gray", ex.gray), ("2-ink", ex.ink), ("3-mask", ex.mask.astype(np.float32))):
+    for name, array in (("1-gray", ex.gray), ("2-ink", ex.ink / 255.0), ("3-mask", ex.mask.astype(np.float32))):
         image = png(array)
         if name == "3-mask":
             image = image.convert("RGB")
