@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 
+from .losses import softmax
 from .module import Layer, check_input
 
 
@@ -14,8 +15,7 @@ class _Activation(Layer):
         self._cache = None
 
     def forward(self, x, training=False):
-        if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
-            check_input(self, x, getattr(x, "ndim", 2), "(N, ...)")
+        check_input(self, x, "(N, ...)")
         y, cache = self._forward(x)
         self._cache = cache if training else None
         return y
@@ -48,11 +48,13 @@ class LeakyReLU(_Activation):
         return {"negative_slope": self.negative_slope}
 
     def _forward(self, x):
-        positive = x > 0
-        return np.where(positive, x, x * self.negative_slope), positive
+        slope = (x > 0).astype(x.dtype)  # the local derivative: 1 or a
+        slope *= 1.0 - self.negative_slope
+        slope += self.negative_slope
+        return x * slope, slope
 
-    def _backward(self, dy, positive):
-        return dy * np.where(positive, 1.0, self.negative_slope).astype(dy.dtype)
+    def _backward(self, dy, slope):
+        return dy * slope
 
 
 class Sigmoid(_Activation):
@@ -106,7 +108,6 @@ class Softmax(_Activation):
     """
 
     def _forward(self, x):
-        from .losses import softmax
         y = softmax(x, axis=1)
         return y, y
 

@@ -26,7 +26,7 @@ class Dense(Layer):
         return {"in_features": self.in_features, "out_features": self.out_features, "init": self.init}
 
     def forward(self, x, training=False):
-        check_input(self, x, 2, f"(N, {self.in_features})", features=self.in_features)
+        check_input(self, x, f"(N, {self.in_features})", ndim=2, features=self.in_features)
         w, b = self.weight.data, self.bias.data
         if w.dtype != x.dtype:
             w, b = w.astype(x.dtype), b.astype(x.dtype)
@@ -49,15 +49,18 @@ class Dense(Layer):
 class Flatten(Layer):
     """(N, d1, d2, ...) -> (N, d1*d2*...) in C order (as torch.flatten); backward reshapes back.
 
-    The gradient goes back in the memory layout of the input (channels-last after Conv2D).
+    On the (C, H, W, N) memory a Conv2D leaves, the reshape is a free (transposed) view that
+    Dense multiplies as is; the gradient goes back in the memory layout of the input.
     """
 
     def __init__(self):
         self._layout = None
 
     def forward(self, x, training=False):
-        if not isinstance(x, np.ndarray) or x.ndim < 2:
-            check_input(self, x, 2, "(N, ...) with at least 2 dimensions")
+        check_input(self, x, "(N, ...) with at least 2 dimensions")
+        if x.ndim < 2:
+            raise ValueError(f"{self!r} expected an array of shape (N, ...) with at least 2 dimensions, "
+                             f"got shape {x.shape}")
         self._layout = (x.shape, memory_order(x)) if training else None
         return x.reshape(x.shape[0], -1)
 
@@ -84,8 +87,7 @@ class Dropout(Layer):
         return {"p": self.p}
 
     def forward(self, x, training=False):
-        if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
-            check_input(self, x, getattr(x, "ndim", 2), "(N, ...)")
+        check_input(self, x, "(N, ...)")
         if not training or self.p == 0.0:
             self._mask = None if not training else 1.0
             return x

@@ -41,13 +41,12 @@ class Parameter:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
-def check_input(layer, x, ndim: int, expected: str, channels: int | None = None,
+def check_input(layer, x, expected: str, ndim: int | None = None, channels: int | None = None,
                 features: int | None = None) -> None:
-    """Raise ValueError naming ``layer`` and the expected shape unless x fits.
-
-    ``channels`` checks axis 1 of a 4-D input, ``features`` the last axis of a 2-D one.
-    """
-    ok = (isinstance(x, np.ndarray) and x.dtype in FLOAT_DTYPES and x.ndim == ndim
+    """Raise ValueError naming ``layer`` and the ``expected`` shape unless x is a float32/float64
+    array with ``ndim`` dimensions, ``channels`` on axis 1 and ``features`` on the last axis."""
+    ok = (isinstance(x, np.ndarray) and x.dtype in FLOAT_DTYPES and x.ndim >= 1
+          and (ndim is None or x.ndim == ndim)
           and (channels is None or x.shape[1] == channels)
           and (features is None or x.shape[-1] == features))
     if not ok:
@@ -58,7 +57,7 @@ def check_input(layer, x, ndim: int, expected: str, channels: int | None = None,
 
 def memory_order(x: np.ndarray) -> tuple[int, ...]:
     """x's axes from the largest stride to the smallest: (0, 1, 2, 3) for (N, C, H, W) memory,
-    (0, 2, 3, 1) for channels-last memory viewed as (N, C, H, W)."""
+    (1, 2, 3, 0) for the (C, H, W, N) memory a Conv2D output is a view of."""
     return tuple(sorted(range(x.ndim), key=lambda axis: -x.strides[axis]))
 
 

@@ -38,7 +38,7 @@ class _BatchNorm(Layer):
         return v.reshape((1, -1) + (1,) * (self._ndim - 2))
 
     def forward(self, x, training=False):
-        check_input(self, x, self._ndim, self._expected.format(self.num_features), channels=self.num_features)
+        check_input(self, x, self._expected.format(self.num_features), ndim=self._ndim, channels=self.num_features)
         dt = x.dtype
         if training:
             m = x.size // self.num_features
