@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from digit_recognizer import __version__
@@ -44,3 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("digits: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`digits predict --json | head`): quietly stop writing, as
+        # Unix tools do; pointing stdout at /dev/null keeps the interpreter's final flush quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
