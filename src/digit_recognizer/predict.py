@@ -63,11 +63,20 @@ def predict_image(model, source, top_k: int = 3, *, deskew: bool = False, steps_
     ``steps_dir``: also write the intermediate images there (``preprocess.save_steps``).
     """
     ex = preprocess.extract(source, deskew=deskew)
-    probs = np.asarray(model.predict_proba(ex.pool))
-    ex.choose(probs)
+    result = read(model, ex, top_k)
     if steps_dir is not None:
         stem = Path(source).stem if isinstance(source, (str, os.PathLike)) else "image"
         preprocess.save_steps(ex, steps_dir, stem)
+    return result
+
+
+def read(model, ex: preprocess.Extraction, top_k: int = 3, probs=None) -> dict:
+    """The result for an ``Extraction``: the model scores every candidate digit, picks
+    each group's reading (``ex.choose``), and reports it. Afterwards ``ex.digits`` are
+    the network inputs that were read. ``probs``: the model's output for ``ex.pool``,
+    when already computed (batched over many images)."""
+    probs = np.asarray(model.predict_proba(ex.pool) if probs is None else probs)
+    ex.choose(probs)
     return _result(probs[ex.indices], top_k)
 
 
@@ -84,27 +93,31 @@ def expand_paths(paths) -> list[Path]:
     return out
 
 
-def predict_paths(model, paths, top_k: int = 3, *, deskew: bool = False, steps_dir=None) -> list[dict]:
-    """``predict_image`` for every file (folders are walked), the model run once on all digits.
+def predict_paths(model, paths, top_k: int = 3, *, deskew: bool = False, steps_dir=None,
+                  batch_size: int = 256) -> list[dict]:
+    """``predict_image`` for every file (folders are walked), the model run on the digits
+    of ``batch_size`` files at a time (bounded memory for any number of files).
 
     Each result carries ``"path"``; an input that fails carries ``"error"``
     instead of a reading, and the others are still predicted.
     """
-    results, read = [], []
-    for path in expand_paths(paths):
-        try:
-            read.append((len(results), path, preprocess.extract(path, deskew=deskew)))
-            results.append({"path": str(path)})
-        except DigitsError as error:
-            results.append({"path": str(path), "error": str(error)})
-    if read:
-        probs = np.asarray(model.predict_proba(np.concatenate([ex.pool for _, _, ex in read])))
+    files = expand_paths(paths)
+    results = []
+    for first in range(0, len(files), batch_size):
+        extracted = []
+        for path in files[first : first + batch_size]:
+            try:
+                extracted.append((len(results), path, preprocess.extract(path, deskew=deskew)))
+                results.append({"path": str(path)})
+            except DigitsError as error:
+                results.append({"path": str(path), "error": str(error)})
+        if not extracted:
+            continue
+        probs = np.asarray(model.predict_proba(np.concatenate([ex.pool for _, _, ex in extracted])))
         start = 0
-        for index, path, ex in read:
-            mine = probs[start : start + len(ex.pool)]
+        for index, path, ex in extracted:
+            results[index].update(read(model, ex, top_k, probs[start : start + len(ex.pool)]))
             start += len(ex.pool)
-            ex.choose(mine)
-            results[index].update(_result(mine[ex.indices], top_k))
             if steps_dir is not None:
                 preprocess.save_steps(ex, steps_dir, path.stem)
     return results

@@ -106,8 +106,8 @@ def _decode(data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             _check_budget(*image.size)
-            if getattr(image, "n_frames", 1) > 1:
-                image.seek(0)  # an animation: its first frame
+            # an animation opens on its first frame, which is the one read (n_frames is
+            # not asked for: it would scan every frame)
             if image.format == "JPEG" and max(image.size) > 2 * DECODE_SIDE:
                 image.draft(image.mode, (DECODE_SIDE, DECODE_SIDE))  # decode at 1/2, 1/4 or 1/8 scale
             image.load()
