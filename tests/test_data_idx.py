@@ -156,3 +156,9 @@ def test_installed_command_prints_no_traceback(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"digits: error: {tmp_path}: has neither train-images-idx3-ubyte nor train-images-idx3-ubyte.gz"]
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("rows, cols", [(0, 5), (30, 30)])
+def test_cli_show_refuses_a_bad_grid(capsys, rows, cols):
+    line = _cli_error(capsys, ["data", "show", "--rows", str(rows), "--cols", str(cols)])
+    assert "--rows and --cols" in line

@@ -11,6 +11,9 @@ from digit_recognizer import data
 from digit_recognizer.errors import DigitsError
 
 
+MAX_GRID = 400  # one matplotlib axes per image: beyond this a grid gets slow and unreadable
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("data", help="fetch, describe and show the data sets",
                                    description="Fetch, describe and show the data sets.")
@@ -84,8 +87,8 @@ def run_info(args) -> int:
 
 
 def run_show(args) -> int:
-    if args.rows < 1 or args.cols < 1:
-        raise DigitsError("--rows and --cols must be at least 1")
+    if not (1 <= args.rows and 1 <= args.cols and args.rows * args.cols <= MAX_GRID):
+        raise DigitsError(f"--rows and --cols must be at least 1, and the grid at most {MAX_GRID} images")
     ds = data.get_dataset(args.dataset)
     images, labels = data.load(ds, args.split, args.data_dir)
     count = min(args.rows * args.cols, len(labels))
