@@ -12,7 +12,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import init as _init
-from .module import Layer, Parameter, check_input, memory_order, with_order
+from .module import Layer, Parameter, check_input, empty, memory_order, with_order, zeros
 
 
 # Inference runs im2col + GEMM on blocks of images of about this many bytes of im2col matrix.
@@ -36,7 +36,7 @@ class Conv2D(Layer):
     """2-D convolution (cross-correlation, as PyTorch), square kernel, stride and zero padding.
 
     forward:  y[n,o,i,j] = b[o] + sum_{c,u,v} W[o,c,u,v] * xpad[n, c, s*i+u, s*j+v]
-              as one GEMM: Y (O, N*Ho*Wo) = Wm (O, C*k*k) @ cols (C*k*k, N*Ho*Wo)
+              as one GEMM: Y (O, Ho*Wo*N) = Wm (O, C*k*k) @ cols (C*k*k, Ho*Wo*N)
     backward: dWm = dY cols^T,  db = sum dY,  dcols = Wm^T dY, and dx = col2im(dcols): the
               k*k shifted windows of dcols are added back onto the padded input.
     x (N, C, H, W) -> y (N, O, Ho, Wo), Ho = (H + 2p - k) // s + 1.
@@ -140,6 +140,9 @@ class Conv2D(Layer):
 
 
 class _Pool2D(Layer):
+    """Shared by MaxPool2D and AvgPool2D: k x k windows, stride s (default k), no padding.
+    x (N, C, H, W) -> y (N, C, Ho, Wo), Ho = (H - k) // s + 1; the output keeps x's memory order."""
+
     def __init__(self, kernel_size: int, stride: int | None = None):
         name = type(self).__name__
         self.kernel_size = _positive_int(name, "kernel_size", kernel_size)
@@ -217,15 +220,15 @@ class AvgPool2D(_Pool2D):
         for hs, ws in offsets[1:]:
             y += x[:, :, hs, ws]
         y *= 1.0 / (k * k)
-        self._cache = (x.shape, x.dtype, offsets) if training else None
+        self._cache = (x.shape, x.dtype, memory_order(x), offsets) if training else None
         return y
 
     def backward(self, grad_out):
         if self._cache is None:
             raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
-        shape, dtype, offsets = self._cache
-        g = grad_out * (1.0 / self.kernel_size ** 2)
-        dx = np.zeros(shape, dtype)
+        shape, dtype, order, offsets = self._cache
+        g = with_order(grad_out, order) * (1.0 / self.kernel_size ** 2)
+        dx = zeros(shape, dtype, order)
         for hs, ws in offsets:
             dx[:, :, hs, ws] += g
         return dx
@@ -238,15 +241,17 @@ class GlobalAvgPool2D(Layer):
     """
 
     def __init__(self):
-        self._shape = None
+        self._layout = None
 
     def forward(self, x, training=False):
         check_input(self, x, "(N, C, H, W)", ndim=4)
-        self._shape = x.shape if training else None
+        self._layout = (x.shape, memory_order(x)) if training else None
         return x.mean(axis=(2, 3))
 
     def backward(self, grad_out):
-        if self._shape is None:
+        if self._layout is None:
             raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
-        n, c, h, w = self._shape
-        return np.broadcast_to((grad_out / (h * w))[:, :, None, None], self._shape).copy()
+        (n, c, h, w), order = self._layout
+        dx = empty((n, c, h, w), grad_out.dtype, order)
+        dx[...] = (grad_out / (h * w))[:, :, None, None]
+        return dx

@@ -66,6 +66,11 @@ def empty(shape, dtype, order: tuple[int, ...]) -> np.ndarray:
     return np.empty([shape[axis] for axis in order], dtype).transpose(np.argsort(order))
 
 
+def zeros(shape, dtype, order: tuple[int, ...]) -> np.ndarray:
+    """Zeros of ``shape`` laid out in ``order`` (see memory_order)."""
+    return np.zeros([shape[axis] for axis in order], dtype).transpose(np.argsort(order))
+
+
 def with_order(a: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
     """a itself if its memory is laid out in ``order``, else a copy that is.
 

@@ -40,28 +40,30 @@ class _BatchNorm(Layer):
     def forward(self, x, training=False):
         check_input(self, x, self._expected.format(self.num_features), ndim=self._ndim, channels=self.num_features)
         dt = x.dtype
-        if training:
-            m = x.size // self.num_features
-            if m < 2:
-                raise ValueError(f"{self!r} needs more than one value per channel in training, got shape {x.shape}")
-            mean = x.mean(axis=self._axes)
-            xc = x - self._shape(mean)
-            var = np.mean(np.square(xc), axis=self._axes)
-            inv_std = 1.0 / np.sqrt(var + self.eps)
-            xhat = xc
-            xhat *= self._shape(inv_std)
-            mom = self.momentum
-            self.running_mean *= 1.0 - mom
-            self.running_mean += (mom * mean).astype(self.running_mean.dtype)
-            self.running_var *= 1.0 - mom
-            self.running_var += (mom * var * (m / (m - 1))).astype(self.running_var.dtype)
-            self._cache = (xhat, inv_std)
-        else:
-            inv_std = 1.0 / np.sqrt(self.running_var.astype(dt) + self.eps)
-            xhat = (x - self._shape(self.running_mean.astype(dt))) * self._shape(inv_std)
+        gamma, beta = self.weight.data.astype(dt, copy=False), self.bias.data.astype(dt, copy=False)
+        if not training:  # an affine map per channel: y = x * scale + shift
             self._cache = None
-        y = xhat * self._shape(self.weight.data.astype(dt, copy=False))
-        y += self._shape(self.bias.data.astype(dt, copy=False))
+            scale = gamma / np.sqrt(self.running_var.astype(dt) + self.eps)
+            y = x * self._shape(scale)
+            y += self._shape(beta - self.running_mean.astype(dt) * scale)
+            return y
+
+        m = x.size // self.num_features
+        if m < 2:
+            raise ValueError(f"{self!r} needs more than one value per channel in training, got shape {x.shape}")
+        mean = x.mean(axis=self._axes)
+        xhat = x - self._shape(mean)  # centred here, scaled in place below
+        var = np.mean(np.square(xhat), axis=self._axes)
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        xhat *= self._shape(inv_std)
+        mom = self.momentum
+        self.running_mean *= 1.0 - mom
+        self.running_mean += (mom * mean).astype(self.running_mean.dtype)
+        self.running_var *= 1.0 - mom
+        self.running_var += (mom * var * (m / (m - 1))).astype(self.running_var.dtype)
+        self._cache = (xhat, inv_std)
+        y = xhat * self._shape(gamma)
+        y += self._shape(beta)
         return y
 
     def backward(self, grad_out, input_grad=True):
