@@ -43,7 +43,8 @@ WORK_SIDE = 320               # analysis resolution (long side), enough for a 5-
 DETAIL_SIDE = 80              # a digit is normalised at this size, then reduced to 20x20
 MIN_CONTRAST = 0.08           # weakest ink (fraction of full scale) that still counts as ink
 SPLIT_PRIOR = 0.8             # prior odds per digit more or fewer than the width suggests
-DIGIT_ASPECT = 0.75           # a group w wide, h high looks like floor(w / (0.75 h)) digits
+SPLIT_SURE = 0.95             # a cut is taken only if the network is this sure of every part
+DIGIT_ASPECT = 0.75           # alone, a group w wide, h high looks like floor(w / (0.75 h)) digits
 NO_DIGIT = "no digit found"
 
 # Stroke width of MNIST digits at DETAIL_SIDE (= 4x the 20x20 box), measured on
@@ -287,11 +288,19 @@ class Extraction:
         """Per group, take the reading the model believes most: the highest product of
         the digits' top probabilities, times SPLIT_PRIOR per digit more or fewer
         than the group's width suggests (networks are confident even about half
-        a digit, or about three digits squeezed into one, so geometry has a say).
+        a digit, or about three digits squeezed into one, so geometry has a say);
+        a cut counts only when every part is read with at least SPLIT_SURE.
         ``probs``: (m, n_classes), the model's output for ``pool``."""
-        log_top = np.log(np.maximum(np.asarray(probs).max(axis=1), 1e-12))
+        top = np.asarray(probs).max(axis=1)
+        log_top = np.log(np.maximum(top, 1e-12))
+
+        def score(k, option, guess):
+            if k > 0 and top[option].min() < SPLIT_SURE:
+                return -np.inf  # a digit cut cleanly out of a pair is recognised surely
+            return log_top[option].sum() + abs(k - guess) * np.log(SPLIT_PRIOR)
+
         self.choice = [
-            int(np.argmax([log_top[o].sum() + abs(k - guess) * np.log(SPLIT_PRIOR) for k, o in enumerate(options)]))
+            int(np.argmax([score(k, o, guess) for k, o in enumerate(options)]))
             for options, guess in zip(self.options, self.guess)
         ]
 
@@ -589,12 +598,18 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
     if not groups:
         raise DigitsError(NO_DIGIT)
 
+    # The width one digit takes here: in a number, the widest of its plainly single digits;
+    # alone, MNIST's typical aspect ratio. Groups much wider may be touching digits.
+    sizes = np.array([(b - t, r - l) for (t, l, b, r), _ in groups], dtype=float)
+    plain = (sizes[:, 1] >= 0.5 * sizes[:, 0]) & (sizes[:, 1] <= 1.1 * sizes[:, 0])
+    unit = sizes[plain, 1].max() if len(groups) > 1 and plain.sum() >= 2 else None
     pool, pool_boxes, options, guesses = [], [], [], []
     for box, members in groups:
         t, l, b, r = box
         h, w = b - t, r - l
+        width = unit or DIGIT_ASPECT * h
         readings = [[box]]
-        if not single and w > 1.2 * h:  # wide enough to be touching digits
+        if not single and w > 1.2 * min(width, h):  # wide enough to be touching digits
             readings += [_splits(ink, labels, box, members, n) for n in range(2, min(5, int(w / (0.35 * h))) + 1)]
         group_options = []
         for reading in readings:
@@ -602,7 +617,8 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
             pool_boxes += reading
             pool += [_to_28x28(_digit_crop(ink, labels, p, members, x_full), deskew=deskew) for p in reading]
         options.append(group_options)
-        guesses.append(min(max(1, int(w / (DIGIT_ASPECT * h))), len(readings)) - 1)
+        guess = int(round(w / width)) if unit else int(w / width)
+        guesses.append(min(max(1, guess), len(readings)) - 1)
     gray = (255 - x if inverted else x).astype(np.float32) * np.float32(1 / 255)  # as seen at work resolution
     pool = np.stack(pool).astype(np.float32)
     return Extraction(gray, ink, mask, inverted, pool, pool_boxes, options, guesses, list(guesses))
