@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
 import sys
 
@@ -15,8 +16,14 @@ def register(subparsers):
     p.add_argument("--model", metavar="MODEL",
                    help="model file (.safetensors); default: the model shipped with the package")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="port to listen on; 0 picks a free one (default: 8000)")
     p.set_defaults(func=run)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return int(text)
 
 
 def run(args) -> int:
@@ -44,8 +51,10 @@ def run(args) -> int:
         sock.bind(address)
         sock.listen(2048)  # connections queue from now on, before uvicorn starts accepting
     except (OSError, OverflowError) as error:
-        raise DigitsError(f"cannot listen on {args.host}:{args.port}: {getattr(error, 'strerror', None) or error}") from None
+        reason = getattr(error, "strerror", None) or error
+        raise DigitsError(f"cannot listen on {args.host}:{args.port}: {reason}") from None
     host, port = sock.getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address
     print(f"digits: serving on http://{host}:{port}/ (API docs at /docs; Ctrl+C stops)", file=sys.stderr)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     return 0

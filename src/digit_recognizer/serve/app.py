@@ -6,10 +6,10 @@ last digit. Inference runs in the thread pool, never on the event loop, so
 concurrent clients overlap (NumPy releases the GIL in its heavy loops).
 
 Errors are JSON ``{"error": "one line"}`` with a 4xx status: 413 for a body
-over the upload limit, 415 for a body that is neither an upload nor JSON, 422
-for an unreadable image or malformed pixels. A 500 would be a bug.
+over the upload limit, 415 for a body that is neither an upload nor JSON, 400
+for a malformed multipart body, 422 for an unreadable image, an image without
+a digit or malformed pixels. A 500 would be a bug.
 """
-
 
 import base64
 import io
@@ -83,7 +83,8 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        too_large = _error(413, f"request body over the {self.max_bytes // 1024} KiB limit")
+        limit = f"{self.max_bytes / 2**20:g} MiB" if self.max_bytes >= 2**20 else f"{self.max_bytes / 1024:g} KiB"
+        too_large = _error(413, f"request body over the {limit} limit")
         length = dict(scope["headers"]).get(b"content-length", b"0")
         if length.isdigit() and int(length) > self.max_bytes:
             return await too_large(scope, receive, send)
