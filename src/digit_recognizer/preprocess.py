@@ -42,7 +42,7 @@ DECODE_SIDE = 2048            # JPEGs are decoded at reduced scale down to about
 WORK_SIDE = 320               # analysis resolution (long side), enough for a 5-digit number
 DETAIL_SIDE = 80              # a digit is normalised at this size, then reduced to 20x20
 MIN_CONTRAST = 0.08           # weakest ink (fraction of full scale) that still counts as ink
-SPLIT_PRIOR = 0.8             # prior odds per digit more or fewer than the width suggests
+SPLIT_PRIOR = 0.9             # prior odds per digit more or fewer than the width suggests
 SPLIT_SURE = 0.95             # a cut is taken only if the network is this sure of every part
 DIGIT_ASPECT = 0.75           # alone, a group w wide, h high looks like floor(w / (0.75 h)) digits
 NO_DIGIT = "no digit found"
@@ -609,7 +609,7 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
         h, w = b - t, r - l
         width = unit or DIGIT_ASPECT * h
         readings = [[box]]
-        if not single and w > 1.2 * min(width, h):  # wide enough to be touching digits
+        if not single and w > 0.9 * min(width, h):  # wide enough to be touching digits
             readings += [_splits(ink, labels, box, members, n) for n in range(2, min(5, int(w / (0.35 * h))) + 1)]
         group_options = []
         for reading in readings:
