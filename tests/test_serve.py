@@ -125,6 +125,18 @@ def test_upload_answers_what_the_cli_prints(client, model_path, tmp_path, capsys
     assert seen.size == (28, 28)
 
 
+def test_a_number_is_read_digit_by_digit(client):
+    image = Image.new("L", (300, 140), 0)
+    draw = ImageDraw.Draw(image)
+    draw.line([(30, 20), (110, 20), (60, 120)], fill=255, width=12)  # 7
+    draw.line([(200, 20), (200, 120)], fill=255, width=12)  # 1
+    result = _post_file(client, _png(image)).json()
+    assert len(result["number"]) == 2 and len(result["digits"]) == 2
+    assert result["digit"] == result["digits"][0]["digit"]
+    seen = Image.open(io.BytesIO(base64.b64decode(result["image"].split(",", 1)[1])))
+    assert seen.size == (56, 28)  # both inputs, side by side
+
+
 def test_top_k_parameter(client):
     content = _png(_drawn_seven())
     full = _post_file(client, content, top_k=10).json()

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from digit_recognizer import __version__, predict
+from digit_recognizer import __version__, predict, preprocess
 from digit_recognizer.errors import DigitsError
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -128,22 +128,6 @@ class _OneAtATime:
             return self.model.predict_proba(images)
 
 
-class _Recorder:
-    """Wraps a model for one request and keeps what ``predict_image`` feeds it and gets back.
-
-    ``predict_image`` takes anything with ``predict_proba``; recording its inputs
-    shows the page exactly what the network saw, without preprocessing twice.
-    """
-
-    def __init__(self, model):
-        self.model, self.inputs, self.probabilities = model, None, None
-
-    def predict_proba(self, images):
-        self.inputs = np.asarray(images)
-        self.probabilities = np.asarray(self.model.predict_proba(images))
-        return self.probabilities
-
-
 def _png_data_url(digits: np.ndarray) -> str:
     """(n, 28, 28) floats in [0, 1] -> one PNG, the digits side by side, as a data: URL."""
     strip = np.concatenate(list(digits), axis=1)
@@ -153,12 +137,17 @@ def _png_data_url(digits: np.ndarray) -> str:
 
 
 def run_prediction(model, source, top_k: int) -> dict:
-    """``predict_image``'s answer, plus what the page shows: every class's probability
-    (of the first digit) and the 28x28 input(s) the network saw."""
-    recorder = _Recorder(model)
-    result = predict.predict_image(recorder, source, top_k=top_k)
-    result["probabilities"] = [round(float(p), 4) for p in recorder.probabilities[0]]
-    result["image"] = _png_data_url(recorder.inputs)
+    """What ``predict_image`` answers, plus what the page shows: every class's probability
+    (of the first digit) and the 28x28 input(s) the network read.
+
+    ``predict_image`` is ``extract`` then ``read``; the two steps are spelled out here
+    to keep the extraction and the probabilities, without preprocessing twice.
+    """
+    extraction = preprocess.extract(source)
+    probs = np.asarray(model.predict_proba(extraction.pool))
+    result = predict.read(model, extraction, top_k, probs=probs)
+    result["probabilities"] = [round(float(p), 4) for p in probs[extraction.indices[0]]]
+    result["image"] = _png_data_url(extraction.digits)
     return result
 
 
