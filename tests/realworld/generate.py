@@ -59,13 +59,37 @@ def mnist_shape(digit: np.ndarray, height: int) -> np.ndarray:
     return np.clip((big - 0.3) / 0.25, 0, 1)  # a pen edge about 1/4 stroke wide
 
 
+def skeleton(mask: np.ndarray) -> np.ndarray:
+    """Zhang-Suen thinning of a binary image to 1-px-wide, connected centre lines.
+
+    Each pass deletes, all at once, the boundary pixels whose 8 neighbours
+    P2..P9 (clockwise from north) have 2..6 set pixels and exactly one 0->1
+    transition, and which are not needed to keep a line joined.
+    """
+    img = np.pad(mask.astype(np.uint8), 1)
+    while True:
+        changed = False
+        for step in (0, 1):
+            p = [np.roll(np.roll(img, -dy, 0), -dx, 1) for dy, dx in
+                 ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))]
+            count = sum(p)
+            transitions = sum((p[i] == 0) & (p[(i + 1) % 8] == 1) for i in range(8))
+            if step == 0:
+                keep_a, keep_b = p[0] * p[2] * p[4], p[2] * p[4] * p[6]
+            else:
+                keep_a, keep_b = p[0] * p[2] * p[6], p[0] * p[4] * p[6]
+            delete = (img == 1) & (count >= 2) & (count <= 6) & (transitions == 1) & (keep_a == 0) & (keep_b == 0)
+            if delete.any():
+                img[delete] = 0
+                changed = True
+        if not changed:
+            return img[1:-1, 1:-1].astype(bool)
+
+
 def restroke(ink: np.ndarray, width: float) -> np.ndarray:
-    """Redraw ``ink`` with strokes about ``width`` px wide: ridge of the shape, dilated."""
-    mask = ink > 0.5
-    dist = ndimage.distance_transform_edt(mask)
-    ridge = (dist >= ndimage.maximum_filter(dist, 3) - 0.5) & (dist >= 1)
-    dist_to_ridge = ndimage.distance_transform_edt(~ridge)
-    return np.clip(width / 2 + 0.5 - dist_to_ridge, 0, 1).astype(np.float32)
+    """Redraw ``ink`` with a pen about ``width`` px wide along its centre lines."""
+    distance = ndimage.distance_transform_edt(~skeleton(ink > 0.5))
+    return np.clip(width / 2 + 0.5 - distance, 0, 1).astype(np.float32)
 
 
 def font_shape(text: str, font_file: str, height: int) -> np.ndarray:
