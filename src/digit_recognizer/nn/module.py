@@ -167,16 +167,16 @@ class Sequential:
         first layer with parameters are skipped, and that layer does not compute its input
         gradient; returns None.
         """
-        first = 0
-        if not input_grad:
-            first = next((i for i, layer in enumerate(self.layers) if layer.parameters()), len(self.layers))
-        for i in range(len(self.layers) - 1, first - 1, -1):
-            layer = self.layers[i]
-            if i == first and not input_grad:
-                layer.backward(grad, input_grad=False)
-                return None
-            grad = layer.backward(grad)
-        return grad
+        if input_grad:
+            for layer in reversed(self.layers):
+                grad = layer.backward(grad)
+            return grad
+        first = next((i for i, layer in enumerate(self.layers) if layer.parameters()), None)
+        if first is not None:
+            for layer in reversed(self.layers[first + 1:]):
+                grad = layer.backward(grad)
+            self.layers[first].backward(grad, input_grad=False)
+        return None
 
     def parameters(self) -> list[Parameter]:
         return [p for layer in self.layers for p in layer.parameters()]
