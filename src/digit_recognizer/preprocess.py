@@ -2,25 +2,31 @@
 
 The CLI, the web app, the notebooks and the export tests all call this module,
 so a digit looks the same to the network wherever it comes from. The pipeline
-follows how MNIST itself was made (LeCun et al.: "normalized to fit in a 20x20
+ends the way MNIST itself was made (LeCun et al.: "normalized to fit in a 20x20
 box preserving their aspect ratio ... centered in a 28x28 image by computing
-the center of mass of the pixels"), preceded by the clean-up a real photo needs:
+the center of mass of the pixels"), after the clean-up a real photo needs:
 
 1. ``load_image``   decode anything Pillow reads; first frame; EXIF orientation;
                     a pixel budget against decompression bombs.
 2. ``_to_gray``     composite transparency (a canvas drawing may live only in
-                    the alpha channel), 16-bit / palette / CMYK -> gray in [0, 1].
-3. ``_ink_map``     polarity (ink is the minority tail of the histogram),
-                    uneven lighting removed by subtracting a large-scale
-                    background (a morphological opening), Otsu threshold.
-4. ``_find_digits`` connected components, specks dropped, broken strokes
-                    merged (pieces that overlap in x belong to one digit),
-                    touching digits split at projection minima, left to right.
-5. ``_to_28x28``    crop, stroke-thickness normalisation, fit into 20x20,
-                    centre of mass at the centre of 28x28, optional deskew.
+                    the alpha channel), 16-bit / palette / CMYK -> 8-bit gray.
+3. ``_ink_map``     polarity (ink is the histogram tail away from the paper),
+                    shrink keeping each block's inkiest pixel, uneven light
+                    removed by subtracting a large-scale background (a
+                    morphological opening), Otsu threshold.
+4. ``_find_digits`` connected components; specks, noise and edge-to-edge
+                    shadows dropped; broken strokes merged; left to right.
+                    Groups wide enough to be touching digits are also offered
+                    cut at the minima of their ink profile, and the model picks
+                    the reading (``Extraction.choose``).
+5. ``_to_28x28``    crop (small digits at full resolution), stroke width
+                    brought towards MNIST's, fit into 20x20, centre of mass at
+                    the centre of 28x28, optional deskew.
 
-Shapes: work images are (H, W) float32; digits are (28, 28) float32 in [0, 1],
-white ink on black, as the model was trained on.
+Work images are (H, W) uint8 at most WORK_SIDE on the long side; digits are
+(28, 28) float32 in [0, 1], white ink on black, as the model was trained on.
+NumPy/SciPy/Pillow whole-array operations throughout; Python loops run over
+connected components and candidate readings only.
 """
 
 from __future__ import annotations
@@ -245,66 +251,6 @@ def _background(x: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BILINEAR))
 
 
-@dataclass
-class Extraction:
-    """Everything the pipeline saw, for ``predict``, ``--show-steps`` and the notebooks.
-
-    gray: (H, W) work-resolution luminance, 1 = white (each pixel the darkest
-    or brightest, whichever is ink, of its block of the full image). ink: (H, W) ink strength
-    as uint8 (polarity fixed, background removed, 255 = full contrast). mask: ink above the
-    Otsu threshold. pool: (m, 28, 28) float32, every candidate digit, with its
-    (top, left, bottom, right) work-resolution box in pool_boxes. options: per
-    group of ink (left to right), its possible readings as lists of pool
-    indices: the group as one digit, then cut into 2, 3, ... touching digits.
-    guess: per group, the option its width suggests. choice: the option taken
-    per group; the guess until a model picks better (``choose``).
-    """
-
-    gray: np.ndarray
-    ink: np.ndarray
-    mask: np.ndarray
-    inverted: bool
-    pool: np.ndarray
-    pool_boxes: list
-    options: list
-    guess: list
-    choice: list
-
-    @property
-    def indices(self) -> list[int]:
-        """Pool indices of the digits read, left to right."""
-        return [i for options, c in zip(self.options, self.choice) for i in options[c]]
-
-    @property
-    def digits(self) -> np.ndarray:
-        """(n, 28, 28) float32: the network inputs, left to right."""
-        return self.pool[self.indices]
-
-    @property
-    def boxes(self) -> list:
-        return [self.pool_boxes[i] for i in self.indices]
-
-    def choose(self, probs: np.ndarray) -> None:
-        """Per group, take the reading the model believes most: the highest product of
-        the digits' top probabilities, times SPLIT_PRIOR per digit more or fewer
-        than the group's width suggests (networks are confident even about half
-        a digit, or about three digits squeezed into one, so geometry has a say);
-        a cut counts only when every part is read with at least SPLIT_SURE.
-        ``probs``: (m, n_classes), the model's output for ``pool``."""
-        top = np.asarray(probs).max(axis=1)
-        log_top = np.log(np.maximum(top, 1e-12))
-
-        def score(k, option, guess):
-            if k > 0 and top[option].min() < SPLIT_SURE:
-                return -np.inf  # a digit cut cleanly out of a pair is recognised surely
-            return log_top[option].sum() + abs(k - guess) * np.log(SPLIT_PRIOR)
-
-        self.choice = [
-            int(np.argmax([score(k, o, guess) for k, o in enumerate(options)]))
-            for options, guess in zip(self.options, self.guess)
-        ]
-
-
 def _dark_ink(gray: np.ndarray) -> bool:
     """True for dark ink on light paper (``gray``: uint8, 255 = white).
 
@@ -512,7 +458,7 @@ def _stroke_width(mask: np.ndarray) -> float:
     return 2.0 * area / max(boundary, 1)
 
 
-def _to_28x28(crop: np.ndarray, deskew: bool = False, normalise_stroke: bool = True) -> np.ndarray:
+def _to_28x28(crop: np.ndarray, deskew: bool = False) -> np.ndarray:
     """Crop of one digit (ink in [0, 1]) -> (28, 28) MNIST-style float32.
 
     Scaled so its long side is DETAIL_SIDE (4x the 20-px box); contrast set so
@@ -527,19 +473,18 @@ def _to_28x28(crop: np.ndarray, deskew: bool = False, normalise_stroke: bool = T
     if strong.size:
         big = np.clip(big / max(np.percentile(strong, 75), 1e-3), 0.0, 1.0)
 
-    if normalise_stroke:
-        width = _stroke_width(big > 0.5)
-        if width < 0.75 * MNIST_STROKE:
-            size = int(round(0.9 * MNIST_STROKE - width)) | 1
-            big = np.pad(big, size)  # room to grow
-            big = ndimage.grey_dilation(big, footprint=_disk(size))
-        elif width > 1.4 * MNIST_STROKE:
-            size = int(round(width - 1.2 * MNIST_STROKE)) | 1
-            if size < width / 2:
-                big = ndimage.grey_erosion(big, footprint=_disk(size))
-        rows, cols = np.flatnonzero(big.max(axis=1) > 0.05), np.flatnonzero(big.max(axis=0) > 0.05)
-        if len(rows) and len(cols):
-            big = big[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    width = _stroke_width(big > 0.5)
+    if width < 0.75 * MNIST_STROKE:
+        size = int(round(0.9 * MNIST_STROKE - width)) | 1
+        big = np.pad(big, size)  # room to grow
+        big = ndimage.grey_dilation(big, footprint=_disk(size))
+    elif width > 1.4 * MNIST_STROKE:
+        size = int(round(width - 1.2 * MNIST_STROKE)) | 1
+        if size < width / 2:  # never erase a stroke
+            big = ndimage.grey_erosion(big, footprint=_disk(size))
+    rows, cols = np.flatnonzero(big.max(axis=1) > 0.05), np.flatnonzero(big.max(axis=0) > 0.05)
+    if len(rows) and len(cols):
+        big = big[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
     h, w = big.shape
     f = 20.0 / max(h, w)
@@ -581,6 +526,66 @@ def deskew_digit(digit: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- public
+
+
+@dataclass
+class Extraction:
+    """Everything the pipeline saw, for ``predict``, ``--show-steps`` and the notebooks.
+
+    gray: (H, W) work-resolution luminance, 1 = white (each pixel the darkest
+    or brightest, whichever is ink, of its block of the full image). ink: (H, W) ink strength
+    as uint8 (polarity fixed, background removed, 255 = full contrast). mask: ink above the
+    Otsu threshold. pool: (m, 28, 28) float32, every candidate digit, with its
+    (top, left, bottom, right) work-resolution box in pool_boxes. options: per
+    group of ink (left to right), its possible readings as lists of pool
+    indices: the group as one digit, then cut into 2, 3, ... touching digits.
+    guess: per group, the option its width suggests. choice: the option taken
+    per group; the guess until a model picks better (``choose``).
+    """
+
+    gray: np.ndarray
+    ink: np.ndarray
+    mask: np.ndarray
+    inverted: bool
+    pool: np.ndarray
+    pool_boxes: list
+    options: list
+    guess: list
+    choice: list
+
+    @property
+    def indices(self) -> list[int]:
+        """Pool indices of the digits read, left to right."""
+        return [i for options, c in zip(self.options, self.choice) for i in options[c]]
+
+    @property
+    def digits(self) -> np.ndarray:
+        """(n, 28, 28) float32: the network inputs, left to right."""
+        return self.pool[self.indices]
+
+    @property
+    def boxes(self) -> list:
+        return [self.pool_boxes[i] for i in self.indices]
+
+    def choose(self, probs: np.ndarray) -> None:
+        """Per group, take the reading the model believes most: the highest product of
+        the digits' top probabilities, times SPLIT_PRIOR per digit more or fewer
+        than the group's width suggests (networks are confident even about half
+        a digit, or about three digits squeezed into one, so geometry has a say);
+        a cut counts only when every part is read with at least SPLIT_SURE.
+        ``probs``: (m, n_classes), the model's output for ``pool``."""
+        top = np.asarray(probs).max(axis=1)
+        log_top = np.log(np.maximum(top, 1e-12))
+
+        def score(k, option, guess):
+            if k > 0 and top[option].min() < SPLIT_SURE:
+                return -np.inf  # a digit cut cleanly out of a pair is recognised surely
+            return log_top[option].sum() + abs(k - guess) * np.log(SPLIT_PRIOR)
+
+        self.choice = [
+            int(np.argmax([score(k, o, guess) for k, o in enumerate(options)]))
+            for options, guess in zip(self.options, self.guess)
+        ]
 
 
 def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction:
