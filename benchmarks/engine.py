@@ -1,6 +1,7 @@
 """Throughput of the NumPy engine against PyTorch on the CPU, same networks, batch and threads.
 
     python benchmarks/engine.py [--batch 64] [--threads 2] [--reps 7] [--nets mlp,lenet5,cnn]
+    python benchmarks/engine.py --profile cnn [--threads 1]     # the engine only, per layer
 
 For each network the engine and PyTorch run the same training step (forward, softmax
 cross-entropy, backward, SGD with momentum) and the same inference pass, with the same
@@ -25,6 +26,7 @@ def parse_args(argv=None):
     parser.add_argument("--seconds", type=float, default=0.5, help="time per repetition and engine")
     parser.add_argument("--nets", default="mlp,lenet5,cnn")
     parser.add_argument("--memory-batch", type=int, default=128)
+    parser.add_argument("--profile", metavar="NET", help="per-layer CPU time of one engine training step")
     return parser.parse_args(argv)
 
 
@@ -36,12 +38,13 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import tracemalloc  # noqa: E402
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 from digit_recognizer import nn  # noqa: E402
 
-torch.set_num_threads(ARGS.threads)
+if not ARGS.profile:
+    import torch
+    torch.set_num_threads(ARGS.threads)
 
 
 def networks():
@@ -172,7 +175,40 @@ def peak_training_memory(build, shape, batch):
     return peak
 
 
+def profile(name, batch, reps=20):
+    """Per-layer forward and backward CPU time (minimum over reps) of one training step.
+
+    CPU time, not wall time, so that other processes on the machine disturb it little."""
+    build, shape = networks()[name]
+    nn.manual_seed(0)
+    net = build()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch,) + shape).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    first = next(i for i, layer in enumerate(net) if layer.parameters())
+    fwd, bwd = np.full(len(net), np.inf), np.full(len(net), np.inf)
+    for _ in range(reps):
+        h = x
+        for i, layer in enumerate(net):
+            start = time.process_time()
+            h = layer.forward(h, training=True)
+            fwd[i] = min(fwd[i], time.process_time() - start)
+        _, g = nn.softmax_cross_entropy(h, y)
+        for i in range(len(net) - 1, first - 1, -1):
+            start = time.process_time()
+            g = net[i].backward(g, input_grad=False) if i == first else net[i].backward(g)
+            bwd[i] = min(bwd[i], time.process_time() - start)
+    print(f"{name}, batch {batch}, threads {ARGS.threads}: CPU ms per layer (minimum of {reps} steps)")
+    for i, layer in enumerate(net):
+        back = f"{bwd[i] * 1e3:8.2f}" if np.isfinite(bwd[i]) else "       -"
+        print(f"{i:3d} {layer!r:72.72} forward {fwd[i] * 1e3:7.2f}  backward {back}")
+    total = fwd.sum() + bwd[np.isfinite(bwd)].sum()
+    print(f"    total {total * 1e3:.1f} ms = {batch / total:.0f} images per CPU-second")
+
+
 def main():
+    if ARGS.profile:
+        return profile(ARGS.profile, ARGS.batch)
     batch = ARGS.batch
     print(f"batch {batch}, threads {ARGS.threads} (torch {torch.get_num_threads()}), numpy {np.__version__}, "
           f"torch {torch.__version__}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
