@@ -43,7 +43,12 @@ class Dense(Layer):
         if not input_grad:
             return None
         w = self.weight.data
-        return grad_out @ (w if w.dtype == grad_out.dtype else w.astype(grad_out.dtype))
+        w = w if w.dtype == grad_out.dtype else w.astype(grad_out.dtype)
+        if self._x.flags.f_contiguous and not self._x.flags.c_contiguous:
+            # x was a transposed view (Flatten of (C, H, W, N) memory): return dx laid out the
+            # same way, (W^T dy^T)^T, so that it reshapes back to that memory without a copy.
+            return (w.T @ grad_out.T).T
+        return grad_out @ w
 
 
 class Flatten(Layer):
