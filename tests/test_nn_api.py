@@ -113,11 +113,20 @@ def test_conv_inference_in_blocks_matches_the_training_pass(monkeypatch):
     layer = nn.Conv2D(3, 5, 3, stride=2, padding=1)
     x = np.random.default_rng(0).standard_normal((7, 3, 9, 8)).astype(np.float32)
     expected = layer.forward(x, training=True)
-    layer._buffer = None
+    assert layer._buffer is not None  # the training im2col buffer, reused from step to step
     # Output 5 x 4 per image; im2col has 27 rows and 4 * 7 columns per output row.
     monkeypatch.setattr(conv, "INFERENCE_BLOCK_BYTES", 2 * 27 * 28 * 4)  # blocks of 2 output rows: 2 + 2 + 1
     np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-5, atol=1e-6)
-    assert layer._buffer.size == 2 * 27 * 28
+    assert layer._buffer is None  # inference writes no layer state (safe from several threads)
+
+
+def test_conv_backward_runs_once_per_forward():
+    layer = nn.Conv2D(1, 2, 3)
+    x = np.ones((2, 1, 5, 5), np.float32)
+    g = np.ones(layer.forward(x, training=True).shape, np.float32)
+    layer.backward(g)
+    with pytest.raises(RuntimeError, match="forward"):
+        layer.backward(g)
 
 
 def test_backward_without_input_gradient_still_fills_parameter_gradients():

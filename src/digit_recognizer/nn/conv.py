@@ -87,33 +87,26 @@ class Conv2D(Layer):
         rows, per_row = c * k * k, wo * n  # im2col matrix: rows x (Ho * per_row) columns
 
         if training:  # the whole batch at once: backward needs the full im2col matrix
-            cols = self._scratch(windows.shape, x.dtype)
-            cols[...] = windows  # im2col: the one copy
-            cols = cols.reshape(rows, ho * per_row)
+            if self._buffer is None or self._buffer.shape != windows.shape or self._buffer.dtype != x.dtype:
+                # Kept from step to step: a fresh array of tens of MB costs milliseconds of
+                # page faults each time it is first written.
+                self._buffer = np.empty(windows.shape, x.dtype)
+            self._buffer[...] = windows  # im2col: the one copy
+            cols = self._buffer.reshape(rows, ho * per_row)
             y = wm @ cols
             self._cache = (cols, x.shape)
-        else:  # blocks of output rows, so that im2col stays small for any batch size
-            self._cache = None
+        else:  # blocks of output rows: im2col stays small at any batch size, no layer state is written
+            self._cache = self._buffer = None
             y = np.empty((o, ho * per_row), x.dtype)
-            block = max(1, max(INFERENCE_BLOCK_BYTES, self._scratch_bytes()) // (rows * per_row * x.itemsize))
+            block = max(1, INFERENCE_BLOCK_BYTES // (rows * per_row * x.itemsize))
+            scratch = np.empty(rows * min(block, ho) * per_row, x.dtype)
             for i in range(0, ho, block):
                 part = windows[:, :, :, i:i + block]
-                cols = self._scratch(part.shape, x.dtype)
+                cols = scratch[:part.size].reshape(part.shape)
                 cols[...] = part
                 np.matmul(wm, cols.reshape(rows, -1), out=y[:, i * per_row:(i + part.shape[3]) * per_row])
         y += b
         return y.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
-
-    def _scratch(self, shape, dtype):
-        """An uninitialised array of ``shape``, carved from a buffer the layer keeps from call to
-        call: a fresh array of tens of MB costs page faults (milliseconds) each time it is written."""
-        size = int(np.prod(shape))
-        if self._buffer is None or self._buffer.dtype != dtype or self._buffer.size < size:
-            self._buffer = np.empty(size, dtype)
-        return self._buffer[:size].reshape(shape)
-
-    def _scratch_bytes(self):
-        return 0 if self._buffer is None else self._buffer.nbytes
 
     def backward(self, grad_out, input_grad=True):
         """One backward pass per forward: it reuses the im2col matrix for dcols."""

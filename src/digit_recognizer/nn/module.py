@@ -2,8 +2,9 @@
 
 Every layer implements ``forward(x, training=False)`` and ``backward(grad_out) -> grad_in``.
 ``forward(training=True)`` caches what the backward pass needs; ``training=False`` keeps
-nothing, so inference allocates only its outputs. Computation runs in the input's dtype:
-float32 normally, float64 for gradient checks.
+nothing between calls, so inference holds no extra memory and threads may share a network
+for prediction. Computation runs in the input's dtype: float32 normally, float64 for
+gradient checks.
 """
 
 import numpy as np
