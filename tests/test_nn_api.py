@@ -74,9 +74,16 @@ def test_wrong_input_names_the_layer_and_expected_shape(layer, x, expected):
         layer.forward(x)
 
 
+def test_empty_batch_inference():
+    net = nn.Sequential(nn.Conv2D(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2D(2), nn.Flatten(), nn.Dense(8, 3))
+    assert net.forward(np.zeros((0, 1, 4, 4), np.float32)).shape == (0, 3)
+
+
 def test_loss_input_errors():
     with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
         nn.softmax_cross_entropy(np.zeros((2, 3), np.float32), np.array([0, 3]))
+    with pytest.raises(ValueError, match="empty batch"):
+        nn.softmax_cross_entropy(np.zeros((0, 3), np.float32), np.array([], np.int64))
     with pytest.raises(ValueError, match="integer labels"):
         nn.softmax_cross_entropy(np.zeros((2, 3), np.float32), np.array([0.0, 1.0]))
     with pytest.raises(ValueError, match="same shape"):

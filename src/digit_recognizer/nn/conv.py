@@ -98,7 +98,7 @@ class Conv2D(Layer):
         else:  # blocks of output rows: im2col stays small at any batch size, no layer state is written
             self._cache = self._buffer = None
             y = np.empty((o, ho * per_row), x.dtype)
-            block = max(1, INFERENCE_BLOCK_BYTES // (rows * per_row * x.itemsize))
+            block = max(1, INFERENCE_BLOCK_BYTES // max(1, rows * per_row * x.itemsize))
             scratch = np.empty(rows * min(block, ho) * per_row, x.dtype)
             for i in range(0, ho, block):
                 part = windows[:, :, :, i:i + block]

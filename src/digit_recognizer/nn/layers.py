@@ -67,7 +67,7 @@ class Flatten(Layer):
             raise ValueError(f"{self!r} expected an array of shape (N, ...) with at least 2 dimensions, "
                              f"got shape {x.shape}")
         self._layout = (x.shape, memory_order(x)) if training else None
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
 
     def backward(self, grad_out):
         if self._layout is None:

@@ -27,10 +27,12 @@ def softmax_cross_entropy(logits: np.ndarray, y, label_smoothing: float = 0.0):
         got = getattr(logits, "shape", type(logits).__name__)
         raise ValueError(f"softmax_cross_entropy expected float logits of shape (N, K), got {got}")
     n, k = logits.shape
+    if n == 0:
+        raise ValueError("softmax_cross_entropy got an empty batch")
     y = np.asarray(y)
     if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"softmax_cross_entropy expected integer labels of shape ({n},), got {y.dtype} {y.shape}")
-    if n and (y.min() < 0 or y.max() >= k):
+    if y.min() < 0 or y.max() >= k:
         raise ValueError(f"softmax_cross_entropy: labels must be in [0, {k}), got range [{y.min()}, {y.max()}]")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
