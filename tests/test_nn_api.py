@@ -248,3 +248,20 @@ def test_sgd_learns_a_tiny_problem():
         opt.step()
         opt.zero_grad()
     assert (net.forward(x).argmax(1) == y).mean() > 0.95
+
+
+def test_fixed_seed_gives_identical_training_runs():
+    def run():
+        nn.manual_seed(11)
+        net = small_cnn()
+        opt = nn.Adam(net.parameters(), lr=1e-2)
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            x = rng.standard_normal((6, 1, 8, 8)).astype(np.float32)
+            _, g = nn.softmax_cross_entropy(net.forward(x, training=True), rng.integers(0, 10, 6))
+            net.backward(g, input_grad=False)
+            opt.step()
+            opt.zero_grad()
+        return net.state_dict()
+    first, second = run(), run()
+    assert all(np.array_equal(first[k], second[k]) for k in first)
