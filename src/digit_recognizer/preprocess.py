@@ -184,7 +184,8 @@ def _to_gray(image: Image.Image, max_side: int) -> np.ndarray:
             full_scale = 1.0
         image = Image.fromarray(_to_uint8(gray / full_scale))
     elif mode in ("LA", "La", "RGBA", "RGBa", "PA") or "transparency" in image.info:
-        la = np.asarray(image.convert("RGBA").convert("LA"), dtype=np.float32) * np.float32(1 / 255)
+        image = _shrink(image.convert("RGBA"), max_side)  # before the float copy: bounded memory
+        la = np.asarray(image.convert("LA"), dtype=np.float32) * np.float32(1 / 255)
         lum, alpha = la[..., 0], la[..., 1]
         opaque = alpha > 0.5
         coverage = opaque.mean()
@@ -197,11 +198,16 @@ def _to_gray(image: Image.Image, max_side: int) -> np.ndarray:
         image = Image.fromarray(_to_uint8(alpha * lum + (1 - alpha) * background))
     elif mode != "L":
         image = (image if mode == "RGB" else image.convert("RGB")).convert("L")
+    return np.asarray(_shrink(image, max_side))
+
+
+def _shrink(image: Image.Image, max_side: int) -> Image.Image:
+    """Area-average ``image`` down so its long side is at most ``max_side``."""
     factor = max(image.size) / max_side
-    if factor > 1:
-        size = (max(1, round(image.width / factor)), max(1, round(image.height / factor)))
-        image = image.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
-    return np.asarray(image)
+    if factor <= 1:
+        return image
+    size = (max(1, round(image.width / factor)), max(1, round(image.height / factor)))
+    return image.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
