@@ -1,6 +1,6 @@
 """Load test of the web app: N concurrent clients on loopback for a fixed time.
 
-    python benchmarks/serve.py --clients 8 --duration 10
+    python benchmarks/serve.py --clients 8 --duration 10 [--workers 2]
 
 Starts its own ``digits serve`` (the shipped model, or ``--model``) on a free port,
 unless ``--url`` points at a running one. Each client keeps one HTTP/1.1
@@ -108,13 +108,21 @@ async def client(connection: Connection, bodies, until: float, latencies: list, 
 
 
 def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a process (this one when ``pid`` is None)."""
+    """User + system CPU time of a process and its descendants (this process when ``pid`` is None)."""
     if pid is None:
         times = os.times()
         return times.user + times.system
-    with open(f"/proc/{pid}/stat") as f:  # Linux; fields 14 and 15 are utime and stime in ticks
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # Linux; fields 14 and 15 are utime and stime in ticks
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for task in os.listdir(f"/proc/{pid}/task"):  # worker processes of `digits serve --workers N`
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                total += sum(cpu_seconds(int(child)) for child in f.read().split())
+    except FileNotFoundError:  # a process that ended meanwhile
+        pass
+    return total
 
 
 async def load(url: str, clients: int, duration: float, warmup: float, bodies, server_pid=None):
@@ -141,11 +149,11 @@ async def load(url: str, clients: int, duration: float, warmup: float, bodies, s
     return latencies, errors, elapsed, cpu
 
 
-def report(latencies, errors, elapsed, cpu, clients, payload) -> bool:
+def report(latencies, errors, elapsed, cpu, args) -> bool:
     ms = np.array(latencies) * 1000.0
     total = len(ms) + len(errors)
-    print(f"clients {clients}  measured {elapsed:.1f} s  payload {payload}  cores {os.cpu_count()}  "
-          f"OMP_NUM_THREADS {os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print(f"clients {args.clients}  workers {args.workers}  measured {elapsed:.1f} s  payload {args.payload}  "
+          f"cores {os.cpu_count()}  OMP_NUM_THREADS {os.environ.get('OMP_NUM_THREADS', 'unset')}")
     print(f"requests {total}  throughput {total / elapsed:.1f} req/s  errors {len(errors)}")
     if len(ms):
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
@@ -167,6 +175,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (default 1)")
     parser.add_argument("--payload", choices=["png", "json"], default="png")
     parser.add_argument("--model", help="model file to serve (default: the shipped model)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (digits serve --workers)")
     parser.add_argument("--url", help="benchmark a server already running there instead")
     args = parser.parse_args(argv)
 
@@ -174,10 +183,10 @@ def main(argv=None) -> int:
     if args.url:
         results = asyncio.run(load(args.url, args.clients, args.duration, args.warmup, bodies))
     else:
-        with serving(args.model) as server:
+        with serving(args.model, workers=args.workers) as server:
             results = asyncio.run(load(server.url, args.clients, args.duration, args.warmup, bodies,
                                        server_pid=server.pid))
-    return 0 if report(*results, args.clients, args.payload) else 1
+    return 0 if report(*results, args) else 1
 
 
 if __name__ == "__main__":

@@ -312,6 +312,15 @@ def test_digits_serve_over_a_real_socket(model_path):
         assert busy.stderr.startswith("digits: error: cannot listen on") and "Traceback" not in busy.stderr
 
 
+def test_digits_serve_with_worker_processes(model_path):
+    with serving(model_path, workers=2) as server:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            answers = [http.post("/api/predict", files={"file": ("7.png", _png(_drawn_seven()), "image/png")})
+                       for _ in range(4)]
+        assert all(a.status_code == 200 for a in answers)
+        assert len({json.dumps(a.json()) for a in answers}) == 1  # the same model in every worker
+
+
 def test_digits_serve_with_a_bad_model_file(tmp_path):
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x80\x04 a pickle")

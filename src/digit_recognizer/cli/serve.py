@@ -1,8 +1,9 @@
-"""`digits serve [--model MODEL] [--host 127.0.0.1] [--port 8000]`."""
+"""`digits serve [--model MODEL] [--host 127.0.0.1] [--port 8000] [--workers N]`."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 
@@ -17,6 +18,9 @@ def register(subparsers):
                    help="model file (.safetensors); default: the model shipped with the package")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000, help="port to listen on; 0 picks a free one (default: 8000)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="server processes, each with its own copy of the model; preprocessing is "
+                        "CPU-bound Python, so one process uses about one core (default: 1)")
     p.set_defaults(func=run)
 
 
@@ -33,14 +37,16 @@ def run(args) -> int:
     try:
         import uvicorn
 
-        from digit_recognizer.serve import create_app
+        from digit_recognizer.serve.app import MODEL_ENV, create_app
     except ImportError as error:
         raise DigitsError(
             f"digits serve needs the serve extra ({error.name} is missing): "
             "pip install 'digit-recognizer[serve]'"
         ) from None
 
-    app = create_app(modelfile.load(args.model))
+    if args.workers < 1:
+        raise DigitsError(f"--workers must be at least 1, got {args.workers}")
+    model = modelfile.load(args.model)  # a bad model file is one clear error, before any worker starts
     # Bind here rather than inside uvicorn so that a busy port is one clear error line.
     try:
         family, kind, proto, _, address = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)[0]
@@ -56,5 +62,15 @@ def run(args) -> int:
     host, port = sock.getsockname()[:2]
     host = f"[{host}]" if ":" in host else host  # an IPv6 address
     print(f"digits: serving on http://{host}:{port}/ (API docs at /docs; Ctrl+C stops)", file=sys.stderr)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    if args.workers == 1:
+        uvicorn.Server(uvicorn.Config(create_app(model), log_level="warning")).run(sockets=[sock])
+        return 0
+    # Worker processes are started afresh (spawned): each imports the app factory and
+    # loads the model file named in the environment.
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ[MODEL_ENV] = str(args.model or modelfile.default_model_path())
+    config = uvicorn.Config("digit_recognizer.serve.app:app_from_environment", factory=True,
+                            workers=args.workers, log_level="warning")
+    Multiprocess(config, sockets=[sock]).run()
     return 0

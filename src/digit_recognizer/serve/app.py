@@ -13,6 +13,7 @@ a digit or malformed pixels. A 500 would be a bug.
 
 import base64
 import io
+import os
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -32,6 +33,7 @@ from digit_recognizer.errors import DigitsError
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # a large phone photo; anything bigger is refused with 413
+MODEL_ENV = "DIGITS_SERVE_MODEL"
 
 Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
 Row = Annotated[list[Pixel], Field(min_length=28, max_length=28)]
@@ -174,6 +176,13 @@ async def _read_source(request: Request):
         415, "send an image as multipart/form-data (field 'file'), as an image/* body, "
              "or JSON {\"pixels\": [[...28 numbers...], ...28 rows]}"
     )
+
+
+def app_from_environment() -> FastAPI:
+    """The app for the model file named by $DIGITS_SERVE_MODEL (for ``digits serve --workers N``)."""
+    from digit_recognizer import modelfile
+
+    return create_app(modelfile.load(os.environ[MODEL_ENV]))
 
 
 def create_app(model, *, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
