@@ -34,7 +34,7 @@ EVERY_LAYER = [
 
 
 def _random_model(spec, seed=0):
-    """A freshly built network with random batch-norm statistics (so folding errors would show)."""
+    """A freshly built network with random batch-norm statistics (so their conversion is exercised)."""
     nn.manual_seed(seed)
     net = models.build(spec)
     rng = np.random.default_rng(seed)
@@ -88,11 +88,16 @@ def test_every_supported_layer_agrees(mnist_test):
     _assert_agrees(model, proto, x)
 
 
-def test_shipped_model_agrees_and_is_accurate(mnist_test, tmp_path):
+@pytest.fixture(scope="module")
+def shipped_model():
     path = modelfile.default_model_path()
     if not path.exists():
         pytest.skip("the shipped model is not built yet")
-    model = modelfile.load(path)
+    return modelfile.load(path)
+
+
+def test_shipped_model_agrees_and_is_accurate(shipped_model, mnist_test, tmp_path):
+    model = shipped_model
     out = tmp_path / "model.onnx"
     assert main(["export", "--format", "onnx", "--out", str(out)]) == 0
     proto = onnx.load(str(out))
@@ -101,6 +106,27 @@ def test_shipped_model_agrees_and_is_accurate(mnist_test, tmp_path):
     _assert_agrees(model, proto, x)
     accuracy = (_run_onnx(proto, x)["logits"].argmax(1) == labels).mean()
     assert accuracy > 0.97
+
+
+def test_readme_recipe_preprocess_then_onnxruntime(shipped_model, tmp_path):
+    """A user's image through preprocess.to_mnist and the ONNX file reads as `digits predict` reads it."""
+    from PIL import Image, ImageDraw
+
+    from digit_recognizer import predict, preprocess
+
+    model = shipped_model
+    photo = Image.new("L", (200, 240), 235)  # dark ink on light paper
+    ImageDraw.Draw(photo).line([(50, 40), (150, 40), (90, 200)], fill=20, width=14)
+    photo.save(tmp_path / "seven.png")
+
+    out = export.export(model, tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(out))
+    classes = json.loads(session.get_modelmeta().custom_metadata_map["classes"])
+    x = preprocess.to_mnist(tmp_path / "seven.png")[None, None]
+    logits, probabilities = session.run(None, {"image": x})
+    expected = predict.predict_image(model, tmp_path / "seven.png")
+    assert classes[probabilities.argmax()] == str(expected["digit"])
+    assert abs(float(probabilities.max()) - expected["confidence"]) < 1e-3
 
 
 def test_batch_axis_is_dynamic_and_metadata_travels(mnist_test):
