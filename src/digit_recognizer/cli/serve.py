@@ -17,8 +17,9 @@ def register(subparsers):
     p.add_argument("--model", metavar="MODEL",
                    help="model file (.safetensors); default: the model shipped with the package")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8000, help="port to listen on; 0 picks a free one (default: 8000)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
+    p.add_argument("--port", type=_port, default=8000,
+                   help="port to listen on; 0 picks a free one (default: 8000)")
+    p.add_argument("--workers", type=_count, default=1, metavar="N",
                    help="server processes, each with its own copy of the model; preprocessing is "
                         "CPU-bound Python, so one process uses about one core (default: 1)")
     p.set_defaults(func=run)
@@ -27,6 +28,12 @@ def register(subparsers):
 def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
     return int(text)
 
 
@@ -44,8 +51,6 @@ def run(args) -> int:
             "pip install 'digit-recognizer[serve]'"
         ) from None
 
-    if args.workers < 1:
-        raise DigitsError(f"--workers must be at least 1, got {args.workers}")
     model = modelfile.load(args.model)  # a bad model file is one clear error, before any worker starts
     # Bind here rather than inside uvicorn so that a busy port is one clear error line.
     try:
