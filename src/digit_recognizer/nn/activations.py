@@ -11,9 +11,6 @@ from .module import Layer, check_input
 class _Activation(Layer):
     """Shared plumbing: validate, compute, keep the cache only when training."""
 
-    def __init__(self):
-        self._cache = None
-
     def forward(self, x, training=False):
         check_input(self, x, "(N, ...)")
         y, cache = self._forward(x)
@@ -21,9 +18,7 @@ class _Activation(Layer):
         return y
 
     def backward(self, grad_out):
-        if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
-        return self._backward(grad_out, self._cache)
+        return self._backward(grad_out, self._cached())
 
 
 class ReLU(_Activation):
@@ -41,7 +36,6 @@ class LeakyReLU(_Activation):
     """y = x if x > 0 else a*x;  dx = dy * (1 if x > 0 else a)."""
 
     def __init__(self, negative_slope: float = 0.01):
-        super().__init__()
         self.negative_slope = float(negative_slope)
 
     def config(self):

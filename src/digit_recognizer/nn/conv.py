@@ -56,8 +56,7 @@ class Conv2D(Layer):
         k = self.kernel_size
         self.weight = Parameter(_init.initialise(init, (self.out_channels, self.in_channels, k, k), rng))
         self.bias = Parameter(np.zeros(self.out_channels, np.float32))
-        self._cache = None
-        self._buffer = None
+        self._buffer = None  # the training im2col matrix, reused from step to step
 
     def config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -110,9 +109,7 @@ class Conv2D(Layer):
 
     def backward(self, grad_out, input_grad=True):
         """One backward pass per forward: it reuses the im2col matrix for dcols."""
-        if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
-        cols, (c, hp, wp, n) = self._cache
+        cols, (c, hp, wp, n) = self._cached()
         self._cache = None
         k, s, p, o = self.kernel_size, self.stride, self.padding, self.out_channels
         ho, wo = grad_out.shape[2:]
@@ -140,7 +137,6 @@ class _Pool2D(Layer):
         name = type(self).__name__
         self.kernel_size = _positive_int(name, "kernel_size", kernel_size)
         self.stride = self.kernel_size if stride is None else _positive_int(name, "stride", stride)
-        self._cache = None
 
     def config(self):
         return {"kernel_size": self.kernel_size, "stride": self.stride}
@@ -176,9 +172,7 @@ class MaxPool2D(_Pool2D):
         return y
 
     def backward(self, grad_out):
-        if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
-        x, y, offsets = self._cache
+        x, y, offsets = self._cached()
         g = with_order(grad_out, memory_order(y))
         dx = np.zeros_like(x)
         overlapping = self.stride < self.kernel_size
@@ -217,9 +211,7 @@ class AvgPool2D(_Pool2D):
         return y
 
     def backward(self, grad_out):
-        if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
-        shape, dtype, order, offsets = self._cache
+        shape, dtype, order, offsets = self._cached()
         g = with_order(grad_out, order) * (1.0 / self.kernel_size ** 2)
         dx = zeros(shape, dtype, order)
         for hs, ws in offsets:
@@ -233,18 +225,13 @@ class GlobalAvgPool2D(Layer):
     forward:  y[n,c] = mean_{h,w} x[n,c,h,w];   backward: dx[n,c,h,w] = dy[n,c] / (H W)
     """
 
-    def __init__(self):
-        self._layout = None
-
     def forward(self, x, training=False):
         check_input(self, x, "(N, C, H, W)", ndim=4)
-        self._layout = (x.shape, memory_order(x)) if training else None
+        self._cache = (x.shape, memory_order(x)) if training else None
         return x.mean(axis=(2, 3))
 
     def backward(self, grad_out):
-        if self._layout is None:
-            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
-        (n, c, h, w), order = self._layout
+        (n, c, h, w), order = self._cached()
         dx = empty((n, c, h, w), grad_out.dtype, order)
         dx[...] = (grad_out / (h * w))[:, :, None, None]
         return dx

@@ -20,7 +20,6 @@ class Dense(Layer):
         self.in_features, self.out_features, self.init = int(in_features), int(out_features), init
         self.weight = Parameter(_init.initialise(init, (self.out_features, self.in_features), rng))
         self.bias = Parameter(np.zeros(self.out_features, np.float32))
-        self._x = None
 
     def config(self):
         return {"in_features": self.in_features, "out_features": self.out_features, "init": self.init}
@@ -32,19 +31,18 @@ class Dense(Layer):
             w, b = w.astype(x.dtype), b.astype(x.dtype)
         y = x @ w.T
         y += b
-        self._x = x if training else None
+        self._cache = x if training else None
         return y
 
     def backward(self, grad_out, input_grad=True):
-        if self._x is None:
-            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
-        self.weight.accumulate(grad_out.T @ self._x)
+        x = self._cached()
+        self.weight.accumulate(grad_out.T @ x)
         self.bias.accumulate(grad_out.sum(axis=0))
         if not input_grad:
             return None
         w = self.weight.data
         w = w if w.dtype == grad_out.dtype else w.astype(grad_out.dtype)
-        if self._x.flags.f_contiguous and not self._x.flags.c_contiguous:
+        if x.flags.f_contiguous and not x.flags.c_contiguous:
             # x was a transposed view (Flatten of (C, H, W, N) memory): return dx laid out the
             # same way, (W^T dy^T)^T, so that it reshapes back to that memory without a copy.
             return (w.T @ grad_out.T).T
@@ -58,21 +56,16 @@ class Flatten(Layer):
     Dense multiplies as is; the gradient goes back in the memory layout of the input.
     """
 
-    def __init__(self):
-        self._layout = None
-
     def forward(self, x, training=False):
         check_input(self, x, "(N, ...) with at least 2 dimensions")
         if x.ndim < 2:
             raise ValueError(f"{self!r} expected an array of shape (N, ...) with at least 2 dimensions, "
                              f"got shape {x.shape}")
-        self._layout = (x.shape, memory_order(x)) if training else None
+        self._cache = (x.shape, memory_order(x)) if training else None
         return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
 
     def backward(self, grad_out):
-        if self._layout is None:
-            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
-        shape, order = self._layout
+        shape, order = self._cached()
         return with_order(grad_out.reshape(shape), order)
 
 
@@ -86,7 +79,6 @@ class Dropout(Layer):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout probability must be in [0, 1), got {p}")
         self.p, self.rng = float(p), rng
-        self._mask = None
 
     def config(self):
         return {"p": self.p}
@@ -94,17 +86,15 @@ class Dropout(Layer):
     def forward(self, x, training=False):
         check_input(self, x, "(N, ...)")
         if not training or self.p == 0.0:
-            self._mask = None if not training else 1.0
+            self._cache = 1.0 if training else None
             return x
         # Draw the mask in x's memory layout, so that both multiplies run on matching layouts.
         order = memory_order(x)
         u = empty(x.shape, np.float32, order)
         _rng.resolve(self.rng).random(dtype=np.float32, out=u.transpose(order))
         # One array holding 0 or 1/(1-p): the same multiply serves forward and backward.
-        self._mask = np.multiply(u >= self.p, 1.0 / (1.0 - self.p), dtype=x.dtype)
-        return x * self._mask
+        self._cache = np.multiply(u >= self.p, 1.0 / (1.0 - self.p), dtype=x.dtype)
+        return x * self._cache
 
     def backward(self, grad_out):
-        if self._mask is None:
-            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
-        return grad_out * self._mask
+        return grad_out * self._cached()

@@ -90,6 +90,13 @@ class Layer:
 
     _params: tuple[str, ...] = ()
     _buffers: tuple[str, ...] = ()
+    _cache = None  # what forward(training=True) keeps for backward
+
+    def _cached(self):
+        """The training forward pass's cache; RuntimeError if there is none to backpropagate."""
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
+        return self._cache
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         raise NotImplementedError

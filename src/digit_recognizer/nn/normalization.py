@@ -28,7 +28,6 @@ class _BatchNorm(Layer):
         self.bias = Parameter(np.zeros(self.num_features, np.float32))
         self.running_mean = np.zeros(self.num_features, np.float32)
         self.running_var = np.ones(self.num_features, np.float32)
-        self._cache = None
 
     def config(self):
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
@@ -67,9 +66,7 @@ class _BatchNorm(Layer):
         return y
 
     def backward(self, grad_out, input_grad=True):
-        if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward() needs a forward(training=True) first")
-        xhat, inv_std = self._cache
+        xhat, inv_std = self._cached()
         dbeta = grad_out.sum(axis=self._axes)
         dgamma = (grad_out * xhat).sum(axis=self._axes)
         self.weight.accumulate(dgamma)
