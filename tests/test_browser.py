@@ -58,16 +58,21 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 900, "height": 760})
-        page.goto(server)
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    page = browser.new_page(viewport={"width": 900, "height": 760})
+    page.goto(server)
+    return page
 
 
 def draw(page, digit: int) -> None:
@@ -102,6 +107,22 @@ def test_drawn_digit_is_recognised(page, digit, tmp_path):
     assert top.inner_text() == str(digit)
     assert "% sure" in page.locator("#confidence").inner_text()
     assert page.locator("#seen").evaluate("img => img.complete && img.naturalWidth") == 28
+
+
+def test_drawing_with_a_finger(browser, server):
+    """Touch input: a finger drags a 1 across the pad (Chromium's touch events -> pointer events)."""
+    context = browser.new_context(has_touch=True, viewport={"width": 420, "height": 800})
+    page = context.new_page()
+    page.goto(server)
+    box = page.locator("#pad").bounding_box()
+    touch = context.new_cdp_session(page)
+    points = [(box["x"] + x * box["width"], box["y"] + y * box["height"])
+              for x, y in [(0.5, 0.15 + 0.7 * i / 20) for i in range(21)]]
+    for kind, (x, y) in zip(["touchStart"] + ["touchMove"] * (len(points) - 1), points):
+        touch.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [{"x": x, "y": y}]})
+    touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    assert shown_answer(page) == "1"
+    context.close()
 
 
 def test_clear_resets_the_page(page):

@@ -18,7 +18,7 @@ const seenEl = document.getElementById("seen");
 const uploadEl = document.getElementById("upload");
 
 let classes = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
-let drawing = false;  // a pointer is down on the canvas
+let drawing = null;   // id of the pointer drawing now (one finger at a time), or null
 let blank = true;     // nothing drawn since the last clear
 let last = null;      // previous point of the current stroke
 let timer = null;     // pending debounced prediction
@@ -66,24 +66,25 @@ function strokeTo(p) {
 
 pad.addEventListener("pointerdown", (event) => {
   event.preventDefault();
+  if (drawing !== null) return;
   pad.setPointerCapture(event.pointerId);
-  drawing = true;
+  drawing = event.pointerId;
   blank = false;
   last = point(event);
   strokeTo(last); // a dot for a tap
 });
 
 pad.addEventListener("pointermove", (event) => {
-  if (!drawing) return;
+  if (event.pointerId !== drawing) return;
   // Coalesced events keep fast strokes smooth where the browser batches them.
   const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
   for (const e of (events.length ? events : [event])) strokeTo(point(e));
   schedule();
 });
 
-function endStroke() {
-  if (!drawing) return;
-  drawing = false;
+function endStroke(event) {
+  if (event.pointerId !== drawing) return;
+  drawing = null;
   schedule(0);
 }
 pad.addEventListener("pointerup", endStroke);
@@ -167,7 +168,7 @@ function showResult(result) {
   digitEl.textContent = result ? classes[result.digit] : "?";
   confidenceEl.textContent = result ? `${(100 * result.confidence).toFixed(1)}% sure` : "";
   if (result && result.image) seenEl.src = result.image;
-  else seenEl.removeAttribute("src");
+  seenEl.style.visibility = result ? "visible" : "hidden";
 }
 
 document.getElementById("clear").addEventListener("click", clearPad);
