@@ -71,8 +71,14 @@ def browser():
 @pytest.fixture(scope="module")
 def page(browser, server):
     page = browser.new_page(viewport={"width": 900, "height": 760})
+    page.problems = []  # console errors (CSP violations among them) and failed requests
+    expected = "status of 422"  # the bad upload's answer, which Chromium logs as an error too
+    page.on("console", lambda m: m.type == "error" and expected not in m.text and page.problems.append(m.text))
+    page.on("pageerror", lambda e: page.problems.append(str(e)))
+    page.on("requestfailed", lambda r: page.problems.append(f"{r.url}: {r.failure}"))
     page.goto(server)
-    return page
+    yield page
+    assert not page.problems
 
 
 def draw(page, digit: int) -> None:

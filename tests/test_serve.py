@@ -81,6 +81,7 @@ def test_page_is_self_contained(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     html = page.text
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
     assert '<canvas id="pad"' in html and 'href="/docs"' in html
     assert 'id="clear"' in html and 'id="upload"' in html and 'id="seen"' in html
     for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):

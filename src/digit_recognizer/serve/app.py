@@ -34,6 +34,7 @@ from digit_recognizer.errors import DigitsError
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # a large phone photo; anything bigger is refused with 413
 MODEL_ENV = "DIGITS_SERVE_MODEL"
+PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
 
 Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
 Row = Annotated[list[Pixel], Field(min_length=28, max_length=28)]
@@ -218,7 +219,8 @@ def create_app(model, *, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def page():
-        return FileResponse(STATIC / "index.html")
+        # The page loads nothing from elsewhere, and the browser is told to hold it to that.
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
 
     @app.get("/api/health", summary="Liveness check")
     async def health():
