@@ -115,6 +115,29 @@ def test_drawn_digit_is_recognised(page, digit, tmp_path):
     assert page.locator("#seen").evaluate("img => img.complete && img.naturalWidth") == 28
 
 
+def test_prediction_is_live_while_drawing(page):
+    """A long, slow stroke gets answers before the pen is lifted (debounced, not only at the end)."""
+    page.click("#clear")
+    asked = []
+
+    def count(request):
+        if "/api/predict" in request.url:
+            asked.append(request)
+
+    page.on("request", count)
+    box = page.locator("#pad").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 0.15 * box["height"])
+    page.mouse.down()
+    for i in range(1, 31):  # about 0.8 s of drawing
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + (0.15 + 0.7 * i / 30) * box["height"])
+        page.wait_for_timeout(25)
+    while_drawing = len(asked)
+    page.mouse.up()
+    page.remove_listener("request", count)
+    assert shown_answer(page) == "1"
+    assert while_drawing >= 2
+
+
 def test_drawing_with_a_finger(browser, server):
     """Touch input: a finger drags a 1 across the pad (Chromium's touch events -> pointer events)."""
     context = browser.new_context(has_touch=True, viewport={"width": 420, "height": 800})

@@ -2,7 +2,8 @@
 // one probability bar per class. No dependencies, so the page works offline.
 "use strict";
 
-const DEBOUNCE_MS = 120; // wait this long after the last stroke movement before asking
+const DEBOUNCE_MS = 120; // ask once the pen has paused this long ...
+const MAX_WAIT_MS = 300; // ... or has moved this long without a pause: live while drawing
 const LINE_WIDTH = 18;   // on the 280 px canvas: about an MNIST pen stroke once scaled to 28 px
 // The drawing is sent at 112x112: four times the network's 28x28, plenty for preprocessing
 // (which reduces every digit to 20x20) and about six times fewer pixels than the pad.
@@ -22,6 +23,7 @@ let drawing = null;   // id of the pointer drawing now (one finger at a time), o
 let blank = true;     // nothing drawn since the last clear
 let last = null;      // previous point of the current stroke
 let timer = null;     // pending debounced prediction
+let waitingSince = 0; // when the oldest change not yet asked about was made
 let encoding = 0;     // canvas snapshots being encoded as PNG
 let inFlight = false; // one request at a time ...
 let queued = null;    // ... and the newest input waiting behind it
@@ -91,6 +93,8 @@ pad.addEventListener("pointerup", endStroke);
 pad.addEventListener("pointercancel", endStroke);
 
 function schedule(delay = DEBOUNCE_MS) {
+  const now = performance.now();
+  if (timer === null) waitingSince = now;
   clearTimeout(timer);
   timer = setTimeout(() => {
     timer = null;
@@ -99,7 +103,7 @@ function schedule(delay = DEBOUNCE_MS) {
       snapshot().toBlob((blob) => { encoding--; send(blob, "drawing.png"); }, "image/png");
     }
     settle();
-  }, delay);
+  }, Math.min(delay, Math.max(0, waitingSince + MAX_WAIT_MS - now)));
   settle();
 }
 
@@ -188,6 +192,7 @@ uploadEl.addEventListener("change", () => {
     ctx.drawImage(img, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
     URL.revokeObjectURL(url);
   };
+  img.onerror = () => URL.revokeObjectURL(url); // not an image: the server says so
   img.src = url;
   send(file, file.name);
 });
