@@ -183,6 +183,7 @@ def test_bad_uploads_are_422(client, content, message):
     '{"pixels": ' + json.dumps([["a"] * 28] * 28) + "}",
     '{"pixels": [' + ",".join(["[" + ",".join(["NaN"] * 28) + "]"] * 28) + "]}",
     '{"pixels": null}', '{"image": []}', "[]", "7", '"pixels"', "{", "",
+    '{"pixels": ' + "[" * 20000 + "]" * 20000 + "}",
 ])
 def test_bad_json_is_422(client, body):
     _assert_error(client.post("/api/predict", content=body, headers={"content-type": "application/json"}), 422)
