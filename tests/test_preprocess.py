@@ -84,6 +84,22 @@ def test_uneven_light_is_evened_out(seven):
     assert similar(preprocess.to_mnist(photo), seven) > 0.9
 
 
+@pytest.mark.parametrize("cover", [0.3, 0.6, 0.8])
+def test_a_sheet_of_paper_on_a_dark_table(seven, cover):
+    table = np.full((480, 640), 60, np.uint8)
+    h, w = int(480 * np.sqrt(cover)), int(640 * np.sqrt(cover))
+    sheet = drawn("7", size=(w, h), height=int(0.6 * h))
+    photo = Image.fromarray(table)
+    photo.paste(sheet, ((640 - w) // 2, (480 - h) // 2))
+    assert similar(preprocess.to_mnist(photo.rotate(5, fillcolor=60)), seven) > 0.9
+
+
+def test_a_shadow_over_half_the_page_keeps_the_digit(seven):
+    x = np.asarray(drawn("7", size=(400, 300), height=200), np.float32)
+    x[:, :180] *= 0.55  # the shadow of the phone, through the digit
+    assert similar(preprocess.to_mnist(Image.fromarray(x.astype(np.uint8))), seven) > 0.9
+
+
 def test_paper_noise_is_not_ink(seven):
     rng = np.random.default_rng(0)
     noisy = np.asarray(drawn("7"), np.float32) + rng.normal(0, 12, (240, 200))
