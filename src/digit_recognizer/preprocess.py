@@ -263,9 +263,9 @@ def _paper_only(gray: np.ndarray) -> np.ndarray:
     On a ~64-px view, the sheet is the largest bright region under Otsu's
     threshold when it is compact (it fills 65 % of its bounding box even turned
     by 15 degrees; a digit's strokes do not), covers 25-92 % of the photo (more
-    than strokes ever do), is much brighter than the
-    rest, touches at most two borders of the photo (the rest frames it) and
-    has no ink around it (so it is not the lit part of a half-shadowed page).
+    than strokes ever do), is much brighter than the rest, touches at most two
+    borders of the photo (the rest frames it) and has no ink around it (so it
+    is not the lit part of a half-shadowed page).
     Without this, a dark frame around the paper decides the polarity or passes
     for ink. ``gray``: uint8, 255 = white; returned unchanged otherwise.
     """
@@ -289,7 +289,8 @@ def _paper_only(gray: np.ndarray) -> np.ndarray:
         return gray  # ink out there: a shadowed part of the page, not a table
     # the sheet, a little inside its edge, at full size
     sheet = ndimage.binary_erosion(sheet, iterations=1)
-    full = np.asarray(Image.fromarray(sheet.astype(np.uint8) * 255).resize(gray.shape[::-1], Image.Resampling.BILINEAR)) > 127
+    full = Image.fromarray(sheet.astype(np.uint8) * 255).resize(gray.shape[::-1], Image.Resampling.BILINEAR)
+    full = np.asarray(full) > 127
     if not full.any():
         return gray
     return np.where(full, gray, np.uint8(np.median(gray[full])))
