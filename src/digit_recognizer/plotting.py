@@ -65,7 +65,11 @@ class StyledFigure(Figure):
         return to_png(self)
 
 
-def _figure(**kwargs) -> Figure:
+def figure(**kwargs) -> Figure:
+    """A new figure (``Figure`` keyword arguments) in the project style, shown inline in notebooks.
+
+    Draw on it inside ``with style():`` so fonts and lines match the other figures.
+    """
     fig = StyledFigure(**kwargs)
     FigureCanvasAgg(fig)  # attach an Agg canvas: saving needs no pyplot and no GUI backend
     return fig
@@ -135,13 +139,13 @@ def plot_image_grid(images, titles=None, ncols: int = 10, suptitle: str | None =
     n = len(images)
     with style():
         if n == 0:
-            fig = _figure(figsize=(4, 1.2))
+            fig = figure(figsize=(4, 1.2))
             fig.text(0.5, 0.5, "No images to show", ha="center", va="center")
         else:
             ncols = max(1, min(ncols, n))
             nrows = math.ceil(n / ncols)
             lines = max((str(t).count("\n") + 1 for t in titles), default=0) if titles is not None else 0
-            fig = _figure(figsize=(ncols * cell, nrows * (cell + 0.18 * lines) + (0.4 if suptitle else 0)),
+            fig = figure(figsize=(ncols * cell, nrows * (cell + 0.18 * lines) + (0.4 if suptitle else 0)),
                           layout="constrained")
             _draw_grid(fig, images, titles, ncols, cmap, scale)
         if suptitle:
@@ -174,7 +178,7 @@ def plot_class_distribution(counts: dict, classes, title: str = "Images per clas
     colours = [TRAIN_STYLE["color"], VAL_STYLE["color"], "#7a7a7a", "#b3b3b3"]
     hatches = ["", "//", "..", "xx"]
     with style():
-        fig = _figure(figsize=(max(6.0, 0.6 * len(classes) + 2), 3.6), layout="constrained")
+        fig = figure(figsize=(max(6.0, 0.6 * len(classes) + 2), 3.6), layout="constrained")
         ax = fig.subplots()
         for g, (split, values) in enumerate(counts.items()):
             ax.bar(positions + (g - (n_groups - 1) / 2) * width, values, width, label=split,
@@ -224,7 +228,7 @@ def plot_curves(history_rows, title: str = "Training curves") -> Figure:
     rows = list(history_rows)
     epochs = _series(rows, "epoch") if rows else np.array([])
     with style():
-        fig = _figure(figsize=(12, 3.6), layout="constrained")
+        fig = figure(figsize=(12, 3.6), layout="constrained")
         ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
         for ax, key, label in ((ax_loss, "loss", "Cross-entropy loss"), (ax_acc, "accuracy", "Accuracy")):
             for prefix, name, line_style in (("", "train", TRAIN_STYLE), ("val_", "validation", VAL_STYLE)):
@@ -268,7 +272,7 @@ def plot_confusion_matrix(cm, classes, normalize: bool = False, title: str | Non
     long_names = max(len(s) for s in labels) > 3
     with style():
         size = max(5.0, 0.55 * n + 2.5)
-        fig = _figure(figsize=(size + 1.0, size), layout="constrained")
+        fig = figure(figsize=(size + 1.0, size), layout="constrained")
         ax = fig.subplots()
         vmax = 1.0 if normalize else max(1.0, cm.max())
         image = ax.imshow(cm, cmap=MATRIX_CMAP, vmin=0, vmax=vmax)
@@ -314,7 +318,7 @@ def plot_explanation(image, saliency, feature_maps, top_k, classes, title: str |
     nrows = max(1, math.ceil(len(maps) / ncols))
     map_height = 1.6 * nrows + 0.5
     with style():
-        fig = _figure(figsize=(11, 4.2 + map_height), layout="constrained")
+        fig = figure(figsize=(11, 4.2 + map_height), layout="constrained")
         top, bottom = fig.subfigures(2, 1, height_ratios=[4.2, map_height])
         ax_in, ax_sal, ax_top = top.subplots(1, 3, width_ratios=[1, 1.25, 1.1])
 
