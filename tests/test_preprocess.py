@@ -293,10 +293,12 @@ def test_touching_digits_are_cut():
     assert len(ex.options) == 1 and len(ex.options[0]) > 1  # one blob, offered as 1, 2, ... digits
     probs = np.zeros((len(ex.pool), 10), np.float32)
     probs[:, 0] = 0.3  # the pair as one digit: unsure
-    for i in ex.options[0][1]:
-        probs[i, 0] = 0.99  # each half: a confident zero
+    probs[ex.options[0][1], 0] = 0.9  # each half: a fairly sure zero is not enough
     ex.choose(probs)
-    assert len(ex.digits) == 2
+    assert len(ex.digits) == 1
+    probs[ex.options[0][1], 0] = 0.999  # each half: a sure zero
+    ex.choose(probs)
+    assert len(ex.digits) == 2 and ex.boxes[0][1] < ex.boxes[1][1]
 
 
 def test_specks_are_not_digits():

@@ -48,8 +48,8 @@ DECODE_SIDE = 2048            # JPEGs are decoded at reduced scale down to about
 WORK_SIDE = 320               # analysis resolution (long side), enough for a 5-digit number
 DETAIL_SIDE = 80              # a digit is normalised at this size, then reduced to 20x20
 MIN_CONTRAST = 0.08           # weakest ink (fraction of full scale) that still counts as ink
-SPLIT_PRIOR = 0.9             # prior odds per digit more or fewer than the width suggests
-SPLIT_SURE = 0.95             # a cut is taken only if the network is this sure of every part
+SPLIT_PRIOR = 0.95            # prior odds per digit more or fewer than the width suggests
+SPLIT_SURE = 0.995            # a cut is taken only if the network is this sure of every part
 DIGIT_ASPECT = 0.75           # alone, a group w wide, h high looks like floor(w / (0.75 h)) digits
 NO_DIGIT = "no digit found"
 
