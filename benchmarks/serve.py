@@ -153,7 +153,7 @@ def report(latencies, errors, elapsed, cpu, args) -> bool:
     ms = np.array(latencies) * 1000.0
     total = len(ms) + len(errors)
     print(f"clients {args.clients}  workers {args.workers}  measured {elapsed:.1f} s  payload {args.payload}  "
-          f"cores {os.cpu_count()}  OMP_NUM_THREADS {os.environ.get('OMP_NUM_THREADS', 'unset')}")
+          f"cores {os.cpu_count()}  load average {os.getloadavg()[0]:.1f}")
     print(f"requests {total}  throughput {total / elapsed:.1f} req/s  errors {len(errors)}")
     if len(ms):
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])

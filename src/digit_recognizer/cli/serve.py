@@ -44,7 +44,7 @@ def run(args) -> int:
     try:
         import uvicorn
 
-        from digit_recognizer.serve.app import MODEL_ENV, create_app
+        from digit_recognizer.serve.app import MODEL_ENV, create_app, one_blas_thread
     except ImportError as error:
         raise DigitsError(
             f"digits serve needs the serve extra ({error.name} is missing): "
@@ -68,6 +68,7 @@ def run(args) -> int:
     host = f"[{host}]" if ":" in host else host  # an IPv6 address
     print(f"digits: serving on http://{host}:{port}/ (API docs at /docs; Ctrl+C stops)", file=sys.stderr)
     if args.workers == 1:
+        one_blas_thread()
         uvicorn.Server(uvicorn.Config(create_app(model), log_level="warning")).run(sockets=[sock])
         return 0
     # Worker processes are started afresh (spawned): each imports the app factory and
