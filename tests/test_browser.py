@@ -190,7 +190,7 @@ def make_screenshot(out: str, digit: int = 3) -> None:
     model = os.environ.get("DIGITS_TEST_MODEL") or modelfile.default_model_path()
     with serving(model) as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 820, "height": 640}, device_scale_factor=1)
+        page = browser.new_page(viewport={"width": 820, "height": 590}, device_scale_factor=1)
         page.goto(server.url)
         draw(page, digit)
         print(f"drew {digit}, the page says {shown_answer(page)}", file=sys.stderr)
