@@ -365,19 +365,28 @@ def _noise_floor(ink: np.ndarray) -> float:
 def _find_digits(ink: np.ndarray, mask: np.ndarray, single: bool):
     """Group the ink into digits: (labels, list of (box, label ids)), left to right.
 
-    Components are 8-connected. Specks (tiny next to the largest component) and
-    weak blobs (noise that crossed the threshold: mean ink under the noise
-    floor) are dropped. Pieces that overlap in x by half the narrower one are
-    one digit (a "4" drawn in two strokes, a broken loop), and so are close
-    neighbours that barely overlap in y (stacked pieces); a piece much shorter
-    than the digits joins its nearest neighbour when it is close (a "5" whose
-    flag came loose), and is dropped as a mark otherwise. No merge makes a
-    group taller than two digit heights (the height of the tallest big piece).
+    ``_components`` finds the pieces of ink worth reading, ``_group`` puts the
+    pieces of each digit together; ``single`` makes all of them one digit.
+    """
+    labels, box, area, keep = _components(ink, mask)
+    if not keep.any():
+        return labels, []
+    return labels, _group(box, area, keep, single)
+
+
+def _components(ink: np.ndarray, mask: np.ndarray):
+    """8-connected components of ``mask``: (labels, boxes (n, 4), areas, which to keep).
+
+    Specks (tiny next to the largest component) and weak blobs (noise that
+    crossed the threshold: mean ink under the noise floor) are not kept; nor is
+    a component running from edge to edge (a shadow's edge, the paper's border)
+    unless it is all there is (a tightly cropped "1"), nor a faint one touching
+    the border (a shadow's corner).
     """
     labels = np.zeros(mask.shape, np.int32)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if len(rows) == 0:
-        return labels, []
+        return labels, np.zeros((0, 4), int), np.zeros(0, int), np.zeros(0, bool)
     # work only on the part of the image that has ink, with a 1-px margin
     t0, l0 = max(rows[0] - 1, 0), max(cols[0] - 1, 0)
     window = (slice(t0, rows[-1] + 2), slice(l0, cols[-1] + 2))
@@ -395,20 +404,28 @@ def _find_digits(ink: np.ndarray, mask: np.ndarray, single: bool):
     box = np.array([[s[0].start + t0, s[1].start + l0, s[0].stop + t0, s[1].stop + l0] for s in slices])
     height = box[:, 2] - box[:, 0]
     keep = (area >= max(3, 0.04 * area.max())) & (strength >= _noise_floor(ink)) & (height >= 2)
-    # A component running from edge to edge (a shadow's edge, the paper's border) is not a
-    # digit unless it is all there is (a tightly cropped "1"); nor is a faint one touching
-    # the border (a shadow's corner).
     H, W = mask.shape
     spanning = ((box[:, 0] == 0) & (box[:, 2] == H)) | ((box[:, 1] == 0) & (box[:, 3] == W))
     touching = (box[:, 0] == 0) | (box[:, 1] == 0) | (box[:, 2] == H) | (box[:, 3] == W)
     spanning |= touching & (strength < 0.6 * strength[keep].max(initial=0))
     if (keep & ~spanning).any():
         keep &= ~spanning
-    if not keep.any():
-        return labels, []
-    # the height of a digit here: the tallest of the big pieces
+    return labels, box, area, keep
+
+
+def _group(box: np.ndarray, area: np.ndarray, keep: np.ndarray, single: bool) -> list:
+    """The kept pieces grouped into digits: [(box, label ids)], left to right.
+
+    Pieces that overlap in x by half the narrower one are one digit (a "4"
+    drawn in two strokes, a broken loop), and so are close neighbours that
+    barely overlap in y (stacked pieces); a piece much shorter than the digits
+    joins its nearest neighbour when it is close (a "5" whose flag came loose),
+    and is dropped as a mark otherwise. No merge makes a group taller than two
+    digit heights (the height of the tallest big piece).
+    """
+    height = box[:, 2] - box[:, 0]
     typical = height[keep & (area >= 0.3 * area[keep].max())].max()
-    keep &= height >= 0.2 * typical
+    keep = keep & (height >= 0.2 * typical)
 
     def fits(a, b):  # would a and b together still be one digit high?
         return max(a[2], b[2]) - min(a[0], b[0]) <= 2 * typical
@@ -439,17 +456,15 @@ def _find_digits(ink: np.ndarray, mask: np.ndarray, single: bool):
     typical = max(g[2] - g[0] for g, m in zip(stacked, mass) if m >= 0.3 * mass.max())
     digits = [g for g in stacked if g[2] - g[0] >= 0.6 * typical]
     for g in stacked:
-        if g[2] - g[0] < 0.6 * typical and digits:
+        if g[2] - g[0] < 0.6 * typical:
             gaps = [max(0, g[1] - d[3], d[1] - g[3]) for d in digits]
             nearest = digits[int(np.argmin(gaps))]
             if min(gaps) <= 0.25 * typical and fits(nearest, g):
                 _absorb(nearest, g)
-    if not digits:
-        return labels, []
     mass = np.array([area[np.array(g[4]) - 1].sum() for g in digits])
     digits = [g for g, m in zip(digits, mass) if m >= 0.08 * mass.max()]
     digits.sort(key=lambda g: g[1])
-    return labels, [(tuple(int(v) for v in g[:4]), g[4]) for g in digits]
+    return [(tuple(int(v) for v in g[:4]), g[4]) for g in digits]
 
 
 def _absorb(group: list, piece: list) -> None:
