@@ -258,7 +258,7 @@ def _background(x: np.ndarray) -> np.ndarray:
 
 
 def _paper_only(gray: np.ndarray) -> np.ndarray:
-    """Paint what lies around a sheet of paper (a table, a floor) in the paper's colour.
+    """Paint what lies around a sheet of paper (a table, a floor) like the paper.
 
     On a ~64-px sample, the sheet is the largest bright region under Otsu's
     threshold when it is compact (it fills 65 % of its bounding box even turned
@@ -291,13 +291,17 @@ def _paper_only(gray: np.ndarray) -> np.ndarray:
     outside = small[~sheet]
     if np.median(outside) - np.percentile(outside, 2) > 40:
         return gray  # ink out there: a shadowed part of the page, not a table
-    # the sheet, a little inside its edge, at full size
+    # The sheet, a little inside its edge, at full size; around it, the paper's own
+    # brightness carried outwards from the nearest point of the sheet (a constant would
+    # leave a step where the light on the paper varies).
     sheet = ndimage.binary_erosion(sheet, iterations=1)
-    full = Image.fromarray(sheet.astype(np.uint8) * 255).resize(gray.shape[::-1], Image.Resampling.BILINEAR)
-    full = np.asarray(full) > 127
-    if not full.any():
+    if not sheet.any():
         return gray
-    return np.where(full, gray, np.uint8(np.median(gray[full])))
+    nearest = ndimage.distance_transform_edt(~sheet, return_distances=False, return_indices=True)
+    paper = ndimage.median_filter(small, 3)[nearest[0], nearest[1]]  # (the ink on it filtered out)
+    size = gray.shape[::-1]
+    full = np.asarray(Image.fromarray(sheet.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)) > 127
+    return np.where(full, gray, np.asarray(Image.fromarray(paper).resize(size, Image.Resampling.BILINEAR)))
 
 
 def _dark_ink(gray: np.ndarray) -> bool:
@@ -378,10 +382,10 @@ def _components(ink: np.ndarray, mask: np.ndarray):
     """8-connected components of ``mask``: (labels, boxes (n, 4), areas, which to keep).
 
     Specks (tiny next to the largest component) and weak blobs (noise that
-    crossed the threshold: mean ink under the noise floor) are not kept; nor is
-    a component running from edge to edge (a shadow's edge, the paper's border)
-    unless it is all there is (a tightly cropped "1"), nor a faint one touching
-    the border (a shadow's corner).
+    crossed the threshold: mean ink under the noise floor) are not kept; nor,
+    unless they are all there is (a tightly cropped digit), are components
+    touching two borders of the image (a shadow's edge, the table in a corner
+    of the photo, the paper's edge) or faint ones touching one (a shadow's corner).
     """
     labels = np.zeros(mask.shape, np.int32)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -405,11 +409,10 @@ def _components(ink: np.ndarray, mask: np.ndarray):
     height = box[:, 2] - box[:, 0]
     keep = (area >= max(3, 0.04 * area.max())) & (strength >= _noise_floor(ink)) & (height >= 2)
     H, W = mask.shape
-    spanning = ((box[:, 0] == 0) & (box[:, 2] == H)) | ((box[:, 1] == 0) & (box[:, 3] == W))
-    touching = (box[:, 0] == 0) | (box[:, 1] == 0) | (box[:, 2] == H) | (box[:, 3] == W)
-    spanning |= touching & (strength < 0.6 * strength[keep].max(initial=0))
-    if (keep & ~spanning).any():
-        keep &= ~spanning
+    borders = (box[:, 0] == 0).astype(int) + (box[:, 1] == 0) + (box[:, 2] == H) + (box[:, 3] == W)
+    framing = (borders >= 2) | ((borders == 1) & (strength < 0.6 * strength[keep].max(initial=0)))
+    if (keep & ~framing).any():
+        keep &= ~framing
     return labels, box, area, keep
 
 

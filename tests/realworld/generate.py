@@ -7,8 +7,9 @@ and ``labels.csv`` (path, category, label) records what it shows.
 
 Categories (the README's "images" table reports accuracy per category):
 
-  photo       a digit on paper photographed: uneven light, rotation, blur, noise,
-              JPEG artefacts; black, pencil-grey or blue ink
+  photo       a digit on paper photographed: uneven light, a shadow, rotation,
+              blur, noise, JPEG artefacts; black, pencil-grey or blue ink; in a
+              quarter of them the sheet lies on a table that shows around it
   canvas      a digit drawn with a thick brush on a web canvas: black on white,
               white on black, or black strokes on a transparent layer (RGBA)
   print       a printed digit in one of several fonts, as a scan (noise, blur)
@@ -142,9 +143,22 @@ def place(ink: np.ndarray, size: tuple[int, int], rng, anywhere=False) -> np.nda
 def photo(ink: np.ndarray, rng, size=(480, 640)) -> bytes:
     """Ink on paper under uneven light, slightly rotated, blurred, noisy: JPEG file bytes."""
     h, w = size
-    field = place(ink, size, rng)
+    sheet = np.ones(size, np.float32)
+    if rng.random() < 0.25:  # the sheet lies on a table that shows around it
+        cover = np.sqrt(rng.uniform(0.45, 0.85))
+        sh, sw = int(h * cover), int(w * cover)
+        top, left = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
+        sheet[:] = 0
+        sheet[top : top + sh, left : left + sw] = 1
+        field = np.zeros(size, np.float32)
+        field[top : top + sh, left : left + sw] = place(ink, (sh, sw), rng)
+    else:
+        field = place(ink, size, rng)
     angle = rng.uniform(-12, 12)
-    field = np.asarray(Image.fromarray(field, "F").rotate(angle, Image.Resampling.BILINEAR))
+    def turn(a):
+        return np.asarray(Image.fromarray(a, "F").rotate(angle, Image.Resampling.BILINEAR))
+
+    field, sheet = turn(field), (turn(sheet) if sheet.min() == 0 else sheet)
     ink_colour = [
         np.array([0.08, 0.08, 0.1]),      # black pen
         np.array([0.35, 0.35, 0.37]),     # pencil
@@ -159,7 +173,9 @@ def photo(ink: np.ndarray, rng, size=(480, 640)) -> bytes:
     cy, cx = rng.uniform(0, h), rng.uniform(0, w)
     spot = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (0.6 * w) ** 2))
     light = np.clip(0.75 + gradient + 0.3 * spot, 0.35, 1.1)[..., None]
-    rgb = (paper * (1 - field[..., None]) + ink_colour * field[..., None]) * light
+    table = np.array([1.0, 0.85, 0.7]) * rng.uniform(0.15, 0.45)  # wood, dark to mid
+    rgb = paper * (1 - field[..., None]) + ink_colour * field[..., None]
+    rgb = (sheet[..., None] * rgb + (1 - sheet[..., None]) * table) * light
     if rng.random() < 0.3:  # the shadow of the phone across part of the sheet
         edge = rng.uniform(0.2, 0.8) * w + (yy - h / 2) * rng.uniform(-0.5, 0.5)
         rgb *= np.where(xx[..., None] < edge[..., None], rng.uniform(0.6, 0.85), 1.0)
@@ -184,7 +200,7 @@ def canvas(ink: np.ndarray, rng, side=None) -> Image.Image:
 
 
 def scan(ink: np.ndarray, rng, size) -> Image.Image:
-    """Printed ink on white paper, scanned: slight blur and noise, PNG or JPEG."""
+    """Printed ink on white paper, scanned: slight blur and noise."""
     field = place(ink, size, rng)
     gray = 0.97 - 0.9 * field + rng.normal(0, 0.02, size)
     image = Image.fromarray((np.clip(gray, 0, 1) * 255).astype(np.uint8), "L")
