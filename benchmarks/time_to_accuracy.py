@@ -39,18 +39,21 @@ class _Reached(Exception):
 class TestProbe(Callback):
     """Every `interval` steps: stop the clock, measure test accuracy, restart the clock."""
 
-    def __init__(self, interval: int, test, target: float, steps_per_epoch: int):
-        self.interval, self.test, self.target = interval, test, target
+    def __init__(self, every: float, epochs: int, test, target: float, steps_per_epoch: int):
+        self.at = {round(k * every * steps_per_epoch) for k in range(1, int(epochs / every) + 1)}
+        self.test, self.target = test, target
         self.steps_per_epoch = steps_per_epoch
         self.trained = 0.0
         self.started = None
         self.points = []
+        self.last = None
 
     def on_train_begin(self, trainer):
         self.started = time.perf_counter()
 
     def probe(self, trainer, step):
         self.trained += time.perf_counter() - self.started
+        self.last = step
         _, accuracy = trainer.evaluate(*self.test)
         self.points.append({"epoch": round(step / self.steps_per_epoch, 3),
                             "train_seconds": round(self.trained, 1), "test_accuracy": accuracy})
@@ -61,11 +64,12 @@ class TestProbe(Callback):
         self.started = time.perf_counter()
 
     def on_batch_begin(self, trainer, step):
-        if step and step % self.interval == 0:
+        if step in self.at:
             self.probe(trainer, step)
 
     def on_train_end(self, trainer):
-        self.probe(trainer, trainer.step)
+        if self.last != trainer.step:
+            self.probe(trainer, trainer.step)
 
 
 def main(argv=None) -> int:
@@ -91,7 +95,7 @@ def main(argv=None) -> int:
     optimizer = make_optimizer(args.optimizer, net.parameters(), args.learning_rate)
     steps_per_epoch = len(images) // args.batch_size
     schedule = make_schedule("onecycle", args.learning_rate, args.epochs * steps_per_epoch)
-    probe = TestProbe(max(1, round(args.every * steps_per_epoch)), test, args.target, steps_per_epoch)
+    probe = TestProbe(args.every, args.epochs, test, args.target, steps_per_epoch)
     trainer = Trainer(net, optimizer, mean=ds.mean, std=ds.std, batch_size=args.batch_size,
                       augmentation=Augmentation() if args.augment else None, seed=args.seed,
                       callbacks=[LearningRateScheduler(schedule), probe], progress=False)
