@@ -362,7 +362,7 @@ class TrainConfig:
 
     model: str = "cnn"
     dataset: str = "mnist"
-    epochs: int = 10
+    epochs: int = 12
     batch_size: int = 128
     learning_rate: float = 3e-3
     optimizer: str = "adam"
