@@ -263,9 +263,10 @@ def _paper_only(gray: np.ndarray) -> np.ndarray:
     On a ~64-px sample, the sheet is the largest bright region under Otsu's
     threshold when it is compact (it fills 65 % of its bounding box even turned
     by 15 degrees; a digit's strokes do not), covers 25-92 % of the photo (more
-    than strokes ever do), is much brighter than the rest, touches at most two
-    borders of the photo (the rest frames it) and has no ink around it (so it
-    is not the lit part of a half-shadowed page).
+    than strokes ever do), is much brighter than the rest, leaves at least one
+    border of the photo to the rest (two, unless it is as much brighter as paper
+    is than a table) and has no ink around it (so it is not the lit part of a
+    half-shadowed page).
     Without this, a dark frame around the paper decides the polarity or passes
     for ink. ``gray``: uint8, 255 = white; returned unchanged otherwise.
     """
@@ -285,8 +286,10 @@ def _paper_only(gray: np.ndarray) -> np.ndarray:
     borders = sum(int(edge) for edge in (rows[0] == 0, cols[0] == 0, rows[-1] == sheet.shape[0] - 1,
                                            cols[-1] == sheet.shape[1] - 1))
     contrast = small[sheet].mean() - small[~sheet].mean()
-    if not (area[largest] >= 0.65 * box and contrast > 60 and borders <= 2):
-        return gray  # (the lit part of a page beside a shadow touches three or four borders)
+    # (the lit part of a page beside a shadow touches three or four borders, but is
+    # not as much brighter than the shadow as paper is than a table)
+    if not (area[largest] >= 0.65 * box and (contrast > 60 and borders <= 2 or contrast > 110 and borders == 3)):
+        return gray
     sheet = ndimage.binary_fill_holes(sheet)  # with the ink on it
     outside = small[~sheet]
     if np.median(outside) - np.percentile(outside, 2) > 40:
