@@ -165,6 +165,10 @@ def test_cli_errors_are_one_line(model_file, tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out.startswith(str(tmp_path / "five.png"))
     assert captured.err.strip() == f"digits: error: {tmp_path / 'x.png'}: no such file: {tmp_path / 'x.png'}"
+    (tmp_path / "taken").write_text("a file where the steps folder should go")
+    args = ["predict", "--model", str(model_file), str(tmp_path / "five.png"), "--show-steps", str(tmp_path / "taken")]
+    assert cli.main(args) == 1
+    assert capsys.readouterr().err.startswith(f"digits: error: cannot write the steps to {tmp_path / 'taken'}")
 
 
 @pytest.mark.parametrize("flag", ["--image_path", "--image-path"])

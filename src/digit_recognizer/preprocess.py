@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from digit_recognizer.errors import DigitsError
@@ -714,9 +714,13 @@ def segment(image, *, deskew: bool = False) -> list[np.ndarray]:
 
 def save_steps(ex: Extraction, directory: str | Path, stem: str = "image") -> list[Path]:
     """Write what the network saw: gray, ink, mask with digit boxes, each 28x28 input (x8)."""
-    from PIL import ImageDraw
+    try:
+        return _save_steps(ex, Path(directory), stem)
+    except OSError as error:
+        raise DigitsError(f"cannot write the steps to {directory}: {error.strerror or error}") from None
 
-    directory = Path(directory)
+
+def _save_steps(ex: Extraction, directory: Path, stem: str) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
 
     def png(array):
