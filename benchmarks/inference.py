@@ -88,7 +88,7 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     model.predict_proba(batch)
     net_seconds = time.perf_counter() - start
-    print(f"\n| batch | per second |\n|---|---:|")
+    print("\n| batch | per second |\n|---|---:|")
     print(f"| predict_paths over {args.files} photo files | {args.files / seconds:.0f} images |")
     print(f"| network on 1000 ready 28x28 inputs | {1000 / net_seconds:.0f} digits |")
 

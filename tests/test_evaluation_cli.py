@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from digit_recognizer import cli, data, models, modelfile, nn
+from digit_recognizer import cli, models, modelfile, nn
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

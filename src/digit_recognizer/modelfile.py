@@ -19,7 +19,6 @@ the architecture.
 from __future__ import annotations
 
 import json
-import os
 import struct
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from safetensors.numpy import save as _st_save
 
 from digit_recognizer import models, nn
 from digit_recognizer.errors import DigitsError
+from digit_recognizer.files import atomic_write
 
 FORMAT = "digit-recognizer"
 REQUIRED_METADATA = ("spec", "mean", "std", "classes")
@@ -62,18 +62,7 @@ def write(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict) -> P
     header = {"format": FORMAT}
     header.update({key: json.dumps(value, default=_to_json) for key, value in metadata.items()})
     arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
-    blob = _st_save(arrays, metadata=header)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, _st_save(arrays, metadata=header))
 
 
 def _sniff(path: Path, data: bytes) -> None:

@@ -11,27 +11,16 @@ import csv
 import datetime as _dt
 import html
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from digit_recognizer import __version__, plotting
 from digit_recognizer.errors import DigitsError
+from digit_recognizer.files import atomic_write
 
 MAX_MISCLASSIFIED_SHOWN = 40
 INPUT_SHAPE = (1, 1, 28, 28)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a crash never leaves half a file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_history(path) -> list[dict]:
@@ -286,9 +275,9 @@ def write_run_artifacts(run_dir, history_rows, metrics: dict, images, labels, mo
     written = {}
     for name, png in pngs.items():
         written[name] = run_dir / f"{name}.png"
-        _atomic_write(written[name], png)
+        atomic_write(written[name], png)
     written["metrics"] = run_dir / "metrics.json"
-    _atomic_write(written["metrics"], (json.dumps(metrics, indent=2) + "\n").encode())
+    atomic_write(written["metrics"], (json.dumps(metrics, indent=2) + "\n").encode())
 
     config_path = run_dir / "config.json"
     try:
@@ -296,5 +285,5 @@ def write_run_artifacts(run_dir, history_rows, metrics: dict, images, labels, mo
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DigitsError(f"cannot read {config_path}: {error}") from None
     written["report"] = run_dir / "report.html"
-    _atomic_write(written["report"], render_html(metrics, model, config, pngs).encode("utf-8"))
+    atomic_write(written["report"], render_html(metrics, model, config, pngs).encode("utf-8"))
     return written

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from digit_recognizer import __version__, data, evaluation, models, modelfile, nn
 from digit_recognizer.data.augment import Augmentation
 from digit_recognizer.errors import DigitsError
+from digit_recognizer.files import atomic_write
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -77,12 +78,6 @@ def _join_arrays(obj, arrays: dict):
     if isinstance(obj, list):
         return [_join_arrays(v, arrays) for v in obj]
     return obj
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def history_csv(rows: list[dict]) -> str:
@@ -171,7 +166,7 @@ class CSVLogger(Callback):
         self.path = Path(path)
 
     def on_epoch_end(self, trainer, epoch, logs):
-        _atomic_write_text(self.path, history_csv(trainer.history))
+        atomic_write(self.path, history_csv(trainer.history))
 
 
 class Checkpoint(Callback):
@@ -530,7 +525,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
             "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        _atomic_write_text(run_dir / "config.json", json.dumps(run_config, indent=2) + "\n")
+        atomic_write(run_dir / "config.json", json.dumps(run_config, indent=2) + "\n")
         _log(f"training {name} on {ds.name}: {len(x_train)} images, {len(x_val)} for validation, "
              f"{config.epochs} epochs -> {run_dir}")
 

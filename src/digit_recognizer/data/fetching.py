@@ -23,7 +23,6 @@ import gzip
 import hashlib
 import http.client
 import os
-import shutil
 import socket
 import subprocess
 import sys
