@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from digit_recognizer.cli import run_command
 from digit_recognizer.cli.predict import run
-from digit_recognizer.errors import DigitsError
 
 PROG = "python src/inference.py"
 
@@ -33,15 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except DigitsError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    return run_command(run, build_parser().parse_args(argv), PROG)
 
 
 if __name__ == "__main__":

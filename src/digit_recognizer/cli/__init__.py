@@ -31,22 +31,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+def run_command(func, args: argparse.Namespace, prog: str = "digits") -> int:
+    """Run ``func(args)``; a user-facing error becomes one line on stderr and a non-zero exit."""
     try:
-        return int(args.func(args) or 0)
+        return int(func(args) or 0)
     except DigitsError as error:
-        print(f"digits: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("digits: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`digits predict --json | head`): quietly stop writing, as
         # Unix tools do; pointing stdout at /dev/null keeps the interpreter's final flush quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return run_command(args.func, args)
