@@ -237,9 +237,10 @@ class Trainer:
         n_batches = len(images) // self.batch_size  # the ragged tail is dropped; order changes each epoch
         order = self.shuffle_rng.permutation(len(images))
         total_loss, correct, seen = 0.0, 0, 0
+        # disable=None: the bar shows on a terminal only; logs get the one line per epoch.
         bar = tqdm(total=n_batches, desc=f"epoch {self.epoch + 1}/{epochs}", unit="batch",
-                   file=sys.stderr, leave=False, disable=not self.progress, mininterval=0.5,
-                   dynamic_ncols=True)
+                   file=sys.stderr, leave=False, disable=None if self.progress else True,
+                   mininterval=0.5, dynamic_ncols=True)
         with bar:
             for b in range(n_batches):
                 idx = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
