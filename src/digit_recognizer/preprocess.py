@@ -253,7 +253,13 @@ def _background(x: np.ndarray) -> np.ndarray:
     coarse = _pool(x, max(1, min(h, w) // 64), np.minimum)
     hb, wb = coarse.shape
     window = max(3, int(0.25 * min(hb, wb)) | 1)
-    coarse = ndimage.maximum_filter(ndimage.minimum_filter(coarse, window, mode="nearest"), window, mode="nearest")
+    coarse = ndimage.minimum_filter(coarse, window, mode="nearest")
+    low = coarse.min()
+    if low == coarse.max():
+        # Evenly lit (a canvas, a scan): the opening is this constant, so the max
+        # filter and the upsampling, half the cost of this function, can be skipped.
+        return np.full((h, w), low, np.uint8)
+    coarse = ndimage.maximum_filter(coarse, window, mode="nearest")
     return np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BILINEAR))
 
 
@@ -326,14 +332,19 @@ def _dark_ink(gray: np.ndarray) -> bool:
 def _pool(x: np.ndarray, k: int, op=np.maximum) -> np.ndarray:
     """(H, W) -> (H // k, W // k): ``op`` (np.maximum or np.minimum) over each k x k block.
 
-    Reduces k*k strided views, each 1/k^2 of the image: O(H W) in whole-array ops.
+    Separable: first over the k rows of each block (whole contiguous rows), then
+    over the k columns of that 1/k-high result: 2k whole-array ops instead of k*k
+    strided ones, the same result. An image smaller than k keeps its one block.
     """
     h, w = max(1, x.shape[0] // k) * k, max(1, x.shape[1] // k) * k
-    out = x[0:h:k, 0:w:k].copy()
-    for i in range(k):
-        for j in range(k):
-            part = x[i:h:k, j:w:k]
-            op(out[: part.shape[0], : part.shape[1]], part, out=out[: part.shape[0], : part.shape[1]])
+    rows = x[0:h:k, :w].copy()
+    for i in range(1, k):
+        part = x[i:h:k, :w]
+        op(rows[: len(part)], part, out=rows[: len(part)])
+    out = rows[:, 0:w:k].copy()
+    for j in range(1, k):
+        part = rows[:, j:w:k]
+        op(out[:, : part.shape[1]], part, out=out[:, : part.shape[1]])
     return out
 
 
@@ -351,7 +362,9 @@ def _ink_map(x: np.ndarray):
     """
     background = _background(x)
     ink = np.maximum(x, background) - background  # x - background, floored at 0, in uint8
-    threshold = max(otsu_threshold(np.bincount(ink.ravel(), minlength=256)), 0.5 * MIN_CONTRAST)
+    # (Pillow's C histogram: np.bincount would first widen every pixel to int64)
+    hist = np.array(Image.fromarray(ink).histogram())
+    threshold = max(otsu_threshold(hist), 0.5 * MIN_CONTRAST)
     return ink, ink > threshold * 255
 
 
@@ -400,7 +413,7 @@ def _components(ink: np.ndarray, mask: np.ndarray):
     m = mask[window]
     # label a mask grown by one pixel, so strokes broken by a pixel or two stay one piece
     # (wider gaps are left to the grouping rules: growing more would join neighbours)
-    grown = ndimage.maximum_filter(m.view(np.uint8), size=3).view(bool)
+    grown = _grow(m)
     local, n = ndimage.label(grown, structure=np.ones((3, 3), bool))
     local *= m
     labels[window] = local
@@ -417,6 +430,18 @@ def _components(ink: np.ndarray, mask: np.ndarray):
     if (keep & ~framing).any():
         keep &= ~framing
     return labels, box, area, keep
+
+
+def _grow(mask: np.ndarray) -> np.ndarray:
+    """Binary dilation by a 3x3 square (what ``ndimage.maximum_filter(mask, 3)`` gives),
+    as four shifted ORs: some 15x faster than SciPy's generic filter on a bool image."""
+    rows = mask.copy()
+    rows[:, 1:] |= mask[:, :-1]
+    rows[:, :-1] |= mask[:, 1:]
+    out = rows.copy()
+    out[1:] |= rows[:-1]
+    out[:-1] |= rows[1:]
+    return out
 
 
 def _group(box: np.ndarray, area: np.ndarray, keep: np.ndarray, single: bool) -> list:
@@ -506,7 +531,7 @@ def _digit_crop(ink, labels, box, members, x_full):
     """
     t, l, b, r = box
     keep = np.isin(labels[t:b, l:r], members)
-    keep = ndimage.maximum_filter(keep.view(np.uint8), size=3).view(bool)  # with the anti-aliased rim
+    keep = _grow(keep)  # with the anti-aliased rim
     k = x_full.shape[0] // ink.shape[0]
     if k == 1 or max(b - t, r - l) >= DETAIL_SIDE:
         return np.where(keep, ink[t:b, l:r] * np.float32(1 / 255), np.float32(0))
@@ -523,7 +548,10 @@ def _stroke_width(mask: np.ndarray) -> float:
     area = mask.sum()
     if area == 0:
         return 0.0
-    boundary = area - ndimage.binary_erosion(mask).sum()
+    # pixels that stay after a 4-neighbour erosion (border pixels never do), by slicing:
+    # the same count as ndimage.binary_erosion(mask).sum(), without its per-call overhead
+    inner = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    boundary = area - inner.sum()
     return 2.0 * area / max(boundary, 1)
 
 
@@ -540,7 +568,7 @@ def _to_28x28(crop: np.ndarray, deskew: bool = False) -> np.ndarray:
     big = _resize(crop, (max(1, round(w * f)), max(1, round(h * f))))
     strong = big[big > 0.25 * big.max()] if big.size else big
     if strong.size:
-        big = np.clip(big / max(np.percentile(strong, 75), 1e-3), 0.0, 1.0)
+        big = np.clip(big / max(_percentile(strong, 75), 1e-3), 0.0, 1.0)
 
     width = _stroke_width(big > 0.5)
     if width < 0.75 * MNIST_STROKE:
@@ -569,6 +597,17 @@ def _to_28x28(crop: np.ndarray, deskew: bool = False) -> np.ndarray:
     left = int(np.clip(round(13.5 - cx), 0, 28 - sw))
     out[top : top + sh, left : left + sw] = small
     return deskew_digit(out) if deskew else np.clip(out, 0.0, 1.0)
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) of a 1-D array by one
+    partial sort: the same value, without np.percentile's generic-path overhead."""
+    pos = q / 100 * (values.size - 1)
+    lo = int(pos)
+    hi = min(lo + 1, values.size - 1)
+    part = np.partition(values, (lo, hi))
+    a, b, t = float(part[lo]), float(part[hi]), pos - lo
+    return a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t)  # np.percentile's lerp
 
 
 def _disk(size: int) -> np.ndarray:
