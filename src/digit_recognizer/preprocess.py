@@ -279,6 +279,8 @@ def _paper_only(gray: np.ndarray) -> np.ndarray:
     step = max(1, max(gray.shape) // 64)
     small = gray[step // 2 :: step, step // 2 :: step]  # a sample is enough for a sheet's outline
     bright = small > otsu_threshold(np.bincount(small.ravel(), minlength=256)) * 255
+    if np.count_nonzero(bright) < 0.25 * small.size:
+        return gray  # no bright region can be a sheet (light ink on a dark canvas): skip labelling
     labels, n = ndimage.label(bright)
     if n == 0:
         return gray
