@@ -277,8 +277,8 @@ def test_inference_runs_off_the_event_loop(model, monkeypatch):
 
 
 def test_concurrent_requests_get_their_own_answers(model, mnist_test):
-    """Many simultaneous predictions, each checked against the same request made alone
-    (the engine's layers keep scratch buffers, so unguarded concurrent forward passes mix)."""
+    """Many simultaneous predictions, each checked against the same request made alone:
+    forward passes in inference mode share one network and no layer state."""
     images = mnist_test[0][:160]
     app = create_app(model)
     with TestClient(app) as alone:

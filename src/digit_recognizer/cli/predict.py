@@ -33,7 +33,7 @@ def register(subparsers):
 def load_model(path):
     from digit_recognizer import modelfile
 
-    return modelfile.load(path if path else modelfile.default_model_path())
+    return modelfile.load(path)  # None: the shipped model, with its own message if missing
 
 
 def run(args) -> int:

@@ -14,7 +14,6 @@ a digit or malformed pixels. A 500 would be a bug.
 import base64
 import io
 import os
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -114,23 +113,6 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-class _OneAtATime:
-    """A model whose forward passes run one at a time.
-
-    The engine's layers reuse scratch buffers from call to call (fast, but not
-    thread-safe), so concurrent requests share the network under a lock. It only
-    covers the forward pass, about a millisecond; preprocessing, most of a
-    request, still runs in parallel.
-    """
-
-    def __init__(self, model):
-        self.model, self.lock = model, threading.Lock()
-
-    def predict_proba(self, images):
-        with self.lock:
-            return self.model.predict_proba(images)
-
-
 def _png_data_url(digits: np.ndarray) -> str:
     """(n, 28, 28) floats in [0, 1] -> one PNG, the digits side by side, as a data: URL."""
     strip = np.concatenate(list(digits), axis=1)
@@ -202,7 +184,6 @@ def app_from_environment() -> FastAPI:
 def create_app(model, *, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
     """The web app serving ``model`` (a ``modelfile.Model``)."""
     n_classes = len(model.classes)
-    predictor = _OneAtATime(model)
     app = FastAPI(
         title="digit-recognizer",
         version=__version__,
@@ -278,6 +259,6 @@ def create_app(model, *, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
         top_k: Annotated[int, Query(ge=1, le=n_classes, description="how many classes to list")] = 3,
     ):
         source = await _read_source(request)
-        return await run_in_threadpool(run_prediction, predictor, source, top_k)
+        return await run_in_threadpool(run_prediction, model, source, top_k)
 
     return app
