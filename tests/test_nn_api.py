@@ -115,6 +115,28 @@ def test_inference_keeps_no_caches():
         net.backward(np.ones((2, 10), np.float32))
 
 
+@pytest.mark.parametrize("layers", [
+    (nn.ReLU(),), (nn.Flatten(), nn.ReLU()), (nn.Dropout(0.5), nn.BatchNorm2D(2), nn.ReLU()),
+    (nn.Conv2D(2, 3, 3), nn.MaxPool2D(2), nn.BatchNorm2D(3), nn.ReLU(), nn.Flatten(), nn.Dense(12, 4),
+     nn.BatchNorm1D(4), nn.ReLU()),
+], ids=lambda layers: "-".join(type(layer).__name__ for layer in layers))
+def test_sequential_inference_overwrites_only_its_own_arrays(layers):
+    """At inference, element-wise layers work in place on intermediates, never on the caller's array."""
+    net = nn.Sequential(*layers)
+    rng = np.random.default_rng(0)
+    for layer in net:  # BatchNorm statistics that change the values
+        if isinstance(layer, (nn.BatchNorm1D, nn.BatchNorm2D)):
+            layer.running_mean[...] = rng.standard_normal(layer.num_features)
+            layer.running_var[...] = rng.uniform(0.5, 2.0, layer.num_features)
+    x = rng.standard_normal((3, 2, 6, 6)).astype(np.float32)
+    original = x.copy()
+    expected = original
+    for layer in net:  # each layer alone, out of place
+        expected = layer.forward(expected)
+    np.testing.assert_allclose(net.forward(x), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(x, original)
+
+
 def test_conv_inference_in_blocks_matches_the_training_pass(monkeypatch):
     from digit_recognizer.nn import conv
     layer = nn.Conv2D(3, 5, 3, stride=2, padding=1)

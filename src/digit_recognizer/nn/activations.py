@@ -28,6 +28,11 @@ class ReLU(_Activation):
         y = np.maximum(x, 0)
         return y, y
 
+    def forward_inplace(self, x):
+        check_input(self, x, "(N, ...)")
+        self._cache = None
+        return np.maximum(x, 0, out=x)
+
     def _backward(self, dy, y):
         return dy * (y > 0)  # (a multiply: np.where is several times slower here)
 

@@ -16,7 +16,7 @@ from .module import Layer, Parameter, check_input, empty, memory_order, with_ord
 
 
 # Inference runs im2col + GEMM on blocks of images of about this many bytes of im2col matrix.
-INFERENCE_BLOCK_BYTES = 4 << 20
+INFERENCE_BLOCK_BYTES = 2 << 20
 
 
 def _positive_int(layer_name: str, name: str, value, minimum: int = 1) -> int:
@@ -93,8 +93,9 @@ class Conv2D(Layer):
             self._buffer[...] = windows  # im2col: the one copy
             cols = self._buffer.reshape(rows, ho * per_row)
             y = wm @ cols
+            y += b
             self._cache = (cols, x.shape)
-        else:  # blocks of output rows: im2col stays small at any batch size, no layer state is written
+        else:  # blocks of output rows: im2col stays small (in cache) at any batch size, no layer state is written
             self._cache = self._buffer = None
             y = np.empty((o, ho * per_row), x.dtype)
             block = max(1, INFERENCE_BLOCK_BYTES // max(1, rows * per_row * x.itemsize))
@@ -103,8 +104,9 @@ class Conv2D(Layer):
                 part = windows[:, :, :, i:i + block]
                 cols = scratch[:part.size].reshape(part.shape)
                 cols[...] = part
-                np.matmul(wm, cols.reshape(rows, -1), out=y[:, i * per_row:(i + part.shape[3]) * per_row])
-        y += b
+                y_block = y[:, i * per_row:(i + part.shape[3]) * per_row]
+                np.matmul(wm, cols.reshape(rows, -1), out=y_block)
+                y_block += b  # while the block is still in cache
         return y.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
 
     def backward(self, grad_out, input_grad=True):

@@ -104,6 +104,13 @@ class Layer:
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def forward_inplace(self, x: np.ndarray) -> np.ndarray:
+        """Inference that may overwrite x, an intermediate array no one else holds.
+
+        Element-wise layers override it to reuse x's memory: one pass over it instead of a new
+        array. Sequential calls it at inference on every array but the caller's input."""
+        return self.forward(x)
+
     def __call__(self, x, training=False):
         return self.forward(x, training=training)
 
@@ -162,8 +169,14 @@ class Sequential:
         self.layers = list(layers)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if training:
+            for layer in self.layers:
+                x = layer.forward(x, training=True)
+            return x
+        given = x
         for layer in self.layers:
-            x = layer.forward(x, training=training)
+            # The caller's array (or a view of it) is never overwritten; intermediates may be.
+            x = layer.forward(x) if np.may_share_memory(x, given) else layer.forward_inplace(x)
         return x
 
     __call__ = forward

@@ -37,15 +37,11 @@ class _BatchNorm(Layer):
         return v.reshape((1, -1) + (1,) * (self._ndim - 2))
 
     def forward(self, x, training=False):
-        check_input(self, x, self._expected.format(self.num_features), ndim=self._ndim, channels=self.num_features)
+        self._check(x)
+        if not training:
+            return self._normalise(np.copy(x, order="K"))
         dt = x.dtype
         gamma, beta = self.weight.data.astype(dt, copy=False), self.bias.data.astype(dt, copy=False)
-        if not training:  # an affine map per channel: y = x * scale + shift
-            self._cache = None
-            scale = gamma / np.sqrt(self.running_var.astype(dt) + self.eps)
-            y = x * self._shape(scale)
-            y += self._shape(beta - self.running_mean.astype(dt) * scale)
-            return y
 
         m = x.size // self.num_features
         if m < 2:
@@ -64,6 +60,22 @@ class _BatchNorm(Layer):
         y = xhat * self._shape(gamma)
         y += self._shape(beta)
         return y
+
+    def forward_inplace(self, x):
+        self._check(x)
+        return self._normalise(x)
+
+    def _check(self, x):
+        check_input(self, x, self._expected.format(self.num_features), ndim=self._ndim, channels=self.num_features)
+
+    def _normalise(self, x):
+        """Inference, in place on x: an affine map per channel, x * scale + shift."""
+        self._cache = None
+        gamma, beta = self.weight.data.astype(x.dtype, copy=False), self.bias.data.astype(x.dtype, copy=False)
+        scale = gamma / np.sqrt(self.running_var.astype(x.dtype) + self.eps)
+        x *= self._shape(scale)
+        x += self._shape(beta - self.running_mean.astype(x.dtype) * scale)
+        return x
 
     def backward(self, grad_out, input_grad=True):
         xhat, inv_std = self._cached()
