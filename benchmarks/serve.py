@@ -1,6 +1,6 @@
 """Load test of the web app: N concurrent clients on loopback for a fixed time.
 
-    python benchmarks/serve.py --clients 8 --duration 10 [--workers 2]
+    python benchmarks/serve.py --clients 8 --duration 10 [--workers N]
 
 Starts its own ``digits serve`` (the shipped model, or ``--model``) on a free port,
 unless ``--url`` points at a running one. Each client keeps one HTTP/1.1
@@ -117,7 +117,7 @@ def cpu_seconds(pid: int | None) -> float:
         with open(f"/proc/{pid}/stat") as f:  # Linux; fields 14 and 15 are utime and stime in ticks
             fields = f.read().rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        for task in os.listdir(f"/proc/{pid}/task"):  # worker processes of `digits serve --workers N`
+        for task in os.listdir(f"/proc/{pid}/task"):  # the worker processes of `digits serve`
             with open(f"/proc/{pid}/task/{task}/children") as f:
                 total += sum(cpu_seconds(int(child)) for child in f.read().split())
     except FileNotFoundError:  # a process that ended meanwhile
@@ -152,7 +152,8 @@ async def load(url: str, clients: int, duration: float, warmup: float, bodies, s
 def report(latencies, errors, elapsed, cpu, args) -> bool:
     ms = np.array(latencies) * 1000.0
     total = len(ms) + len(errors)
-    print(f"clients {args.clients}  workers {args.workers}  measured {elapsed:.1f} s  payload {args.payload}  "
+    workers = "default" if args.workers is None else args.workers
+    print(f"clients {args.clients}  workers {workers}  measured {elapsed:.1f} s  payload {args.payload}  "
           f"cores {os.cpu_count()}  load average {os.getloadavg()[0]:.1f}")
     print(f"requests {total}  throughput {total / elapsed:.1f} req/s  errors {len(errors)}")
     if len(ms):
@@ -175,7 +176,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (default 1)")
     parser.add_argument("--payload", choices=["png", "json"], default="png")
     parser.add_argument("--model", help="model file to serve (default: the shipped model)")
-    parser.add_argument("--workers", type=int, default=1, help="server processes (digits serve --workers)")
+    parser.add_argument("--workers", type=int, help="prediction processes (digits serve --workers; "
+                                                     "default: its default, one per core)")
     parser.add_argument("--url", help="benchmark a server already running there instead")
     args = parser.parse_args(argv)
 

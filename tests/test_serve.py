@@ -4,7 +4,9 @@ import asyncio
 import base64
 import io
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ from digit_recognizer import modelfile, models, nn  # noqa: E402
 from digit_recognizer.cli import main  # noqa: E402
 from digit_recognizer.errors import DigitsError  # noqa: E402
 from digit_recognizer.serve import app as app_module  # noqa: E402
-from digit_recognizer.serve import create_app  # noqa: E402
+from digit_recognizer.serve import create_app, inference  # noqa: E402
 from digit_recognizer.serve.process import serving  # noqa: E402
 
 LIMIT = 64 * 1024  # a small upload limit keeps the 413 tests cheap
@@ -252,28 +254,74 @@ def test_fuzz_content_types_never_500(client, kind, content):
 # ---------------------------------------------------------------- concurrency
 
 def test_inference_runs_off_the_event_loop(model, monkeypatch):
-    """Slow predictions overlap: they run in the thread pool, not on the event loop."""
-    delay, n = 0.3, 6
+    """While a slow prediction runs, the event loop goes on answering other requests."""
+    delay = 0.5
 
     def slow_prediction(model, source, top_k):
         time.sleep(delay)
-        return {"digit": 1, "confidence": 1.0, "top_k": [[1, 1.0]], "probabilities": [0.0, 1.0] + [0.0] * 8,
-                "image": "data:image/png;base64,"}
+        return {"digit": 1}
 
-    monkeypatch.setattr(app_module, "run_prediction", slow_prediction)
+    monkeypatch.setattr(inference, "run_prediction", slow_prediction)
     app = create_app(model)
 
-    async def burst():
+    async def meanwhile():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             start = time.perf_counter()
-            responses = await asyncio.gather(*(
-                http.post("/api/predict", files={"file": ("a.png", b"x", "image/png")}) for _ in range(n)))
-            return time.perf_counter() - start, responses
+            prediction = asyncio.ensure_future(http.post("/api/predict", content=b"x",
+                                                         headers={"content-type": "image/png"}))
+            await asyncio.sleep(0.05)
+            health = [await http.get("/api/health") for _ in range(5)]
+            health_done = time.perf_counter() - start
+            return await prediction, health, health_done
 
-    elapsed, responses = asyncio.run(burst())
-    assert all(r.status_code == 200 for r in responses)
-    assert elapsed < n * delay / 2  # serial handling would take n * delay
+    prediction, health, health_done = asyncio.run(meanwhile())
+    assert prediction.json() == {"digit": 1} and all(h.status_code == 200 for h in health)
+    assert health_done < delay / 2
+
+
+def _sleepy_task(model, source, top_k):
+    """A task for worker processes (module level, so they can import it)."""
+    time.sleep(source)
+    return {"pid": os.getpid(), "classes": len(model.classes)}
+
+
+def _dying_task(model, source, top_k):
+    if source == "die":
+        os._exit(1)  # as if killed, or out of memory
+    return {"pid": os.getpid()}
+
+
+def test_worker_processes_answer_side_by_side(model):
+    predictor = inference.Predictor(model, workers=2, task=_sleepy_task)
+    try:
+        predictor.start()
+
+        async def two():
+            start = time.perf_counter()
+            answers = await asyncio.gather(predictor(0.6, 3), predictor(0.6, 3))
+            return time.perf_counter() - start, [json.loads(a) for a in answers]
+
+        elapsed, answers = asyncio.run(two())
+    finally:
+        predictor.close()
+    assert elapsed < 1.1  # one after the other would take 1.2 s
+    assert len({a["pid"] for a in answers}) == 2 and os.getpid() not in {a["pid"] for a in answers}
+    assert all(a["classes"] == 10 for a in answers)  # each worker holds the model
+
+
+def test_a_dead_worker_is_replaced(model):
+    predictor = inference.Predictor(model, workers=1, task=_dying_task)
+    try:
+        first = json.loads(asyncio.run(predictor("ok", 3)))["pid"]
+        os.kill(first, signal.SIGKILL)  # between requests: the next one gets a new worker
+        second = json.loads(asyncio.run(predictor("ok", 3)))["pid"]
+        assert second != first
+        with pytest.raises(DigitsError, match="worker stopped"):  # dies on every try: one clear error
+            asyncio.run(predictor("die", 3))
+        assert json.loads(asyncio.run(predictor("ok", 3)))["pid"] not in (first, second)
+    finally:
+        predictor.close()
 
 
 def test_concurrent_requests_get_their_own_answers(model, mnist_test):
@@ -314,13 +362,20 @@ def test_digits_serve_over_a_real_socket(model_path):
         assert busy.stderr.startswith("digits: error: cannot listen on") and "Traceback" not in busy.stderr
 
 
-def test_digits_serve_with_worker_processes(model_path):
-    with serving(model_path, workers=2) as server:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            answers = [http.post("/api/predict", files={"file": ("7.png", _png(_drawn_seven()), "image/png")})
-                       for _ in range(4)]
-        assert all(a.status_code == 200 for a in answers)
-        assert len({json.dumps(a.json()) for a in answers}) == 1  # the same model in every worker
+@pytest.mark.parametrize("workers", [0, 2])
+def test_digits_serve_answers_concurrent_clients_like_the_app_in_process(model, model_path, mnist_test, workers):
+    images = mnist_test[0][:40]
+    with TestClient(create_app(model)) as alone:
+        expected = [alone.post("/api/predict", json={"pixels": im.tolist()}).json() for im in images]
+
+    async def together(url):
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            return await asyncio.gather(*(http.post("/api/predict", json={"pixels": im.tolist()})
+                                          for im in images))
+
+    with serving(model_path, workers=workers) as server:
+        answers = asyncio.run(together(server.url))
+    assert [a.json() for a in answers] == expected
 
 
 def test_digits_serve_with_a_bad_model_file(tmp_path):

@@ -19,9 +19,10 @@ def register(subparsers):
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000,
                    help="port to listen on; 0 picks a free one (default: 8000)")
-    p.add_argument("--workers", type=_count, default=1, metavar="N",
-                   help="server processes, each with its own copy of the model; preprocessing is "
-                        "CPU-bound Python, so one process uses about one core (default: 1)")
+    p.add_argument("--workers", type=_count, default=default_workers(), metavar="N",
+                   help="processes that run predictions, each with its own copy of the model; 0 runs "
+                        "them in a thread of the server process (default: one per core, at most 8: "
+                        "%(default)s here)")
     p.set_defaults(func=run)
 
 
@@ -32,9 +33,15 @@ def _port(text: str) -> int:
 
 
 def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
     return int(text)
+
+
+def default_workers() -> int:
+    """One prediction process per core this process may use, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, 8)
 
 
 def run(args) -> int:
@@ -44,7 +51,7 @@ def run(args) -> int:
     try:
         import uvicorn
 
-        from digit_recognizer.serve.app import MODEL_ENV, create_app, one_blas_thread
+        from digit_recognizer.serve.app import create_app, one_blas_thread
     except ImportError as error:
         raise DigitsError(
             f"digits serve needs the serve extra ({error.name} is missing): "
@@ -64,19 +71,11 @@ def run(args) -> int:
     except (OSError, OverflowError) as error:
         reason = getattr(error, "strerror", None) or error
         raise DigitsError(f"cannot listen on {args.host}:{args.port}: {reason}") from None
+    app = create_app(model, workers=args.workers)
+    app.state.predictor.start()  # the worker processes load the model before "serving on"
     host, port = sock.getsockname()[:2]
     host = f"[{host}]" if ":" in host else host  # an IPv6 address
     print(f"digits: serving on http://{host}:{port}/ (API docs at /docs; Ctrl+C stops)", file=sys.stderr)
-    if args.workers == 1:
-        one_blas_thread()
-        uvicorn.Server(uvicorn.Config(create_app(model), log_level="warning")).run(sockets=[sock])
-        return 0
-    # Worker processes are started afresh (spawned): each imports the app factory and
-    # loads the model file named in the environment.
-    from uvicorn.supervisors import Multiprocess
-
-    os.environ[MODEL_ENV] = str(args.model or modelfile.default_model_path())
-    config = uvicorn.Config("digit_recognizer.serve.app:app_from_environment", factory=True,
-                            workers=args.workers, log_level="warning")
-    Multiprocess(config, sockets=[sock]).run()
+    one_blas_thread()  # for predictions in this process (--workers 0)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     return 0

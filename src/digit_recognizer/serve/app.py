@@ -1,9 +1,9 @@
 """The FastAPI application: the drawing page, ``POST /api/predict`` and model information.
 
-Every prediction goes through :func:`digit_recognizer.predict.predict_image`, the
-function behind ``digits predict``, so the page, the API and the CLI agree to the
-last digit. Inference runs in the thread pool, never on the event loop, so
-concurrent clients overlap (NumPy releases the GIL in its heavy loops).
+Every prediction takes the steps of :func:`digit_recognizer.predict.predict_image`,
+the function behind ``digits predict``, so the page, the API and the CLI agree to the
+last digit. Predictions run in worker processes or a thread (``inference.Predictor``),
+never on the event loop, which keeps reading requests meanwhile.
 
 Errors are JSON ``{"error": "one line"}`` with a 4xx status: 413 for a body
 over the upload limit, 415 for a body that is neither an upload nor JSON, 400
@@ -11,28 +11,25 @@ for a malformed multipart body, 422 for an unreadable image, an image without
 a digit or malformed pixels. A 500 would be a bug.
 """
 
-import base64
-import io
-import os
+import asyncio
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 from pydantic import BaseModel, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from digit_recognizer import __version__, predict, preprocess
+from digit_recognizer import __version__
 from digit_recognizer.errors import DigitsError
+from digit_recognizer.serve.inference import Predictor
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # a large phone photo; anything bigger is refused with 413
-MODEL_ENV = "DIGITS_SERVE_MODEL"
 PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
 
 Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
@@ -113,29 +110,6 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-def _png_data_url(digits: np.ndarray) -> str:
-    """(n, 28, 28) floats in [0, 1] -> one PNG, the digits side by side, as a data: URL."""
-    strip = np.concatenate(list(digits), axis=1)
-    buffer = io.BytesIO()
-    Image.fromarray(np.rint(np.clip(strip, 0, 1) * 255).astype(np.uint8)).save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def run_prediction(model, source, top_k: int) -> dict:
-    """What ``predict_image`` answers, plus what the page shows: every class's probability
-    (of the first digit) and the 28x28 input(s) the network read.
-
-    ``predict_image`` is ``extract`` then ``read``; the two steps are spelled out here
-    to keep the extraction and the probabilities, without preprocessing twice.
-    """
-    extraction = preprocess.extract(source)
-    probs = np.asarray(model.predict_proba(extraction.pool))
-    result = predict.read(model, extraction, top_k, probs=probs)
-    result["probabilities"] = [round(float(p), 4) for p in probs[extraction.indices[0]]]
-    result["image"] = _png_data_url(extraction.digits)
-    return result
-
-
 async def _read_source(request: Request):
     """The image in the request: a multipart ``file``, a raw image body, or JSON pixels."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -162,33 +136,36 @@ async def _read_source(request: Request):
 
 
 def one_blas_thread() -> None:
-    """Limit this process to one BLAS thread: for a server process, call before serving.
+    """Limit this process to one BLAS thread: for a server that predicts in its own thread.
 
-    Requests already run side by side, each multiplying a few images, and
-    OpenBLAS threads inside such small products only spin and contend: the
-    load test measured 56 ms of CPU per request with two BLAS threads, 9 ms with one.
+    A request multiplies a few images at most, and OpenBLAS threads inside such
+    small products only spin and contend: the load test measured 56 ms of CPU per
+    request with two BLAS threads, 9 ms with one.
     """
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1, user_api="blas")
 
 
-def app_from_environment() -> FastAPI:
-    """The app for the model file named by $DIGITS_SERVE_MODEL (for ``digits serve --workers N``)."""
-    from digit_recognizer import modelfile
-
-    one_blas_thread()
-    return create_app(modelfile.load(os.environ[MODEL_ENV]))
-
-
-def create_app(model, *, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
-    """The web app serving ``model`` (a ``modelfile.Model``)."""
+def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+    """The web app serving ``model`` (a ``modelfile.Model``). Predictions run in ``workers``
+    processes, or with ``workers=0`` in one thread of this process (see ``inference``)."""
     n_classes = len(model.classes)
+    predictor = Predictor(model, workers)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await asyncio.to_thread(predictor.start)  # workers load the model before the first request
+        yield
+        predictor.close()
+
     app = FastAPI(
         title="digit-recognizer",
         version=__version__,
         description="Handwritten-digit recognition. Draw at `/`, or POST an image to `/api/predict`.",
+        lifespan=lifespan,
     )
+    app.state.predictor = predictor
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -259,6 +236,6 @@ def create_app(model, *, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
         top_k: Annotated[int, Query(ge=1, le=n_classes, description="how many classes to list")] = 3,
     ):
         source = await _read_source(request)
-        return await run_in_threadpool(run_prediction, model, source, top_k)
+        return Response(await predictor(source, top_k), media_type="application/json")
 
     return app

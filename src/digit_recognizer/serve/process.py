@@ -30,11 +30,13 @@ class Server(NamedTuple):
 
 
 @contextmanager
-def serving(model=None, host: str = "127.0.0.1", port: int = 0, workers: int = 1, timeout: float = 60.0,
-            env=None):
-    """Start the server, yield a :class:`Server` once it accepts connections, stop it afterwards."""
-    command = [sys.executable, "-m", "digit_recognizer", "serve", "--host", host, "--port", str(port),
-               "--workers", str(workers)]
+def serving(model=None, host: str = "127.0.0.1", port: int = 0, workers: int | None = None,
+            timeout: float = 60.0, env=None):
+    """Start the server, yield a :class:`Server` once it accepts connections, stop it afterwards.
+    ``workers``: as ``digits serve --workers`` (default: its default)."""
+    command = [sys.executable, "-m", "digit_recognizer", "serve", "--host", host, "--port", str(port)]
+    if workers is not None:
+        command += ["--workers", str(workers)]
     if model is not None:
         command += ["--model", str(model)]
     child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
