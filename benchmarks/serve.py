@@ -6,8 +6,8 @@ Starts its own ``digits serve`` (the shipped model, or ``--model``) on a free po
 unless ``--url`` points at a running one. Each client keeps one HTTP/1.1
 connection open and posts, back to back, what the drawing page posts: a
 112x112 PNG of a handwritten digit (real MNIST test digits, scaled up as if
-drawn on the canvas) as multipart ``file``, or with ``--payload json`` the
-28x28 pixels. Prints requests/s, latency percentiles, the error count and the
+drawn on the canvas) as the body; or with ``--payload multipart`` the same PNG
+as a form upload, with ``--payload json`` the 28x28 pixels. Prints requests/s, latency percentiles, the error count and the
 CPU time per request of server and load generator, and exits non-zero if any
 request failed.
 
@@ -40,7 +40,8 @@ BOUNDARY = "digitsbenchmarkboundary"
 
 
 def payloads(kind: str, n: int = 64) -> list[tuple[str, bytes]]:
-    """(content type, body) for ``n`` MNIST test digits, as the page or a JSON client sends them."""
+    """(content type, body) for ``n`` MNIST test digits, as the page (png), a form upload
+    (multipart) or a JSON client sends them."""
     images, _ = data.load("mnist", "test", quiet=True)
     picks = images[np.random.default_rng(0).choice(len(images), n, replace=False)]
     out = []
@@ -50,6 +51,9 @@ def payloads(kind: str, n: int = 64) -> list[tuple[str, bytes]]:
             continue
         buffer = io.BytesIO()
         Image.fromarray(image).resize((PAGE_SIDE, PAGE_SIDE), Image.BILINEAR).save(buffer, "PNG")
+        if kind == "png":
+            out.append(("image/png", buffer.getvalue()))
+            continue
         body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"drawing.png\"\r\n"
                 f"Content-Type: image/png\r\n\r\n").encode() + buffer.getvalue() + f"\r\n--{BOUNDARY}--\r\n".encode()
         out.append((f"multipart/form-data; boundary={BOUNDARY}", body))
@@ -174,7 +178,9 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured (default 10)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (default 1)")
-    parser.add_argument("--payload", choices=["png", "json"], default="png")
+    parser.add_argument("--payload", choices=["png", "multipart", "json"], default="png",
+                        help="png: the body the drawing page posts (default); multipart: the same PNG "
+                             "as a form upload (curl -F); json: the 28x28 pixels")
     parser.add_argument("--model", help="model file to serve (default: the shipped model)")
     parser.add_argument("--workers", type=int, help="prediction processes (digits serve --workers; "
                                                      "default: its default, one per core)")

@@ -100,7 +100,7 @@ function schedule(delay = DEBOUNCE_MS) {
     timer = null;
     if (!blank) {
       encoding++;
-      snapshot().toBlob((blob) => { encoding--; send(blob, "drawing.png"); }, "image/png");
+      snapshot().toBlob((blob) => { encoding--; send(blob); }, "image/png");
     }
     settle();
   }, Math.min(delay, Math.max(0, waitingSince + MAX_WAIT_MS - now)));
@@ -116,15 +116,16 @@ function snapshot() {
   return small;
 }
 
-async function send(blob, name) {
-  if (inFlight) { queued = [blob, name]; return; }
+async function send(blob) {
+  if (inFlight) { queued = blob; return; }
   inFlight = true;
   settle();
   const asked = generation;
-  const form = new FormData();
-  form.append("file", blob, name);
   try {
-    const response = await fetch("/api/predict", { method: "POST", body: form });
+    // The image itself as the body: lighter for the server than a multipart form.
+    const response = await fetch("/api/predict", {
+      method: "POST", body: blob, headers: { "Content-Type": blob.type || "application/octet-stream" },
+    });
     const body = await response.json();
     if (asked === generation) {
       if (response.ok) {
@@ -143,9 +144,9 @@ async function send(blob, name) {
   } finally {
     inFlight = false;
     if (queued) {
-      const [nextBlob, nextName] = queued;
+      const next = queued;
       queued = null;
-      send(nextBlob, nextName);
+      send(next);
     }
     settle();
   }
@@ -194,7 +195,7 @@ uploadEl.addEventListener("change", () => {
   };
   img.onerror = () => URL.revokeObjectURL(url); // not an image: the server says so
   img.src = url;
-  send(file, file.name);
+  send(file);
 });
 
 async function loadModelInfo() {
