@@ -21,8 +21,8 @@ def register(subparsers):
                    help="port to listen on; 0 picks a free one (default: 8000)")
     p.add_argument("--workers", type=_count, default=default_workers(), metavar="N",
                    help="processes that run predictions, each with its own copy of the model; 0 runs "
-                        "them in a thread of the server process (default: one per core, at most 8: "
-                        "%(default)s here)")
+                        "them in a thread of the server process (default: one per core, at most 8, "
+                        "0 on one core: %(default)s here)")
     p.set_defaults(func=run)
 
 
@@ -39,9 +39,10 @@ def _count(text: str) -> int:
 
 
 def default_workers() -> int:
-    """One prediction process per core this process may use, at most 8."""
+    """One prediction process per core this process may use, at most 8; on a single core,
+    none (a worker process would only add the hand-over to it)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(cores, 8)
+    return min(cores, 8) if cores > 1 else 0
 
 
 def run(args) -> int:
