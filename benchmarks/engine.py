@@ -1,12 +1,12 @@
 """Throughput of the NumPy engine against PyTorch on the CPU, same networks, batch and threads.
 
-    python benchmarks/engine.py [--batch 64] [--threads 2] [--reps 7] [--nets mlp,lenet5,cnn]
+    python benchmarks/engine.py [--batch 64] [--threads 2] [--reps 15] [--nets mlp,lenet5,cnn]
     python benchmarks/engine.py --profile cnn [--threads 1]     # the engine only, per layer
 
 For each network the engine and PyTorch run the same training step (forward, softmax
 cross-entropy, backward, SGD with momentum) and the same inference pass, with the same
-weights, interleaved: engine, torch, engine, torch, ... so that both see the same machine
-load. Each figure is the median over the repetitions (min-max spread in brackets). GFLOP/s
+weights, interleaved: engine, torch, engine, torch, ... in short turns (0.2 s by default),
+so that both see the same machine load, whose swings on a shared machine last seconds. Each figure is the median over the repetitions (min-max spread in brackets). GFLOP/s
 counts the multiply-adds of the dense and convolution layers (a training step: forward +
 weight gradients + input gradients of all but the first layer). The peak memory is the
 engine's, traced with tracemalloc over one training step at batch 128.
@@ -22,8 +22,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--reps", type=int, default=7, help="interleaved repetitions per measurement")
-    parser.add_argument("--seconds", type=float, default=0.5, help="time per repetition and engine")
+    parser.add_argument("--reps", type=int, default=15, help="interleaved repetitions per measurement")
+    parser.add_argument("--seconds", type=float, default=0.2, help="time per repetition and library")
     parser.add_argument("--nets", default="mlp,lenet5,cnn")
     parser.add_argument("--memory-batch", type=int, default=128)
     parser.add_argument("--profile", metavar="NET", help="per-layer CPU time of one engine training step")
