@@ -106,6 +106,8 @@ class Predictor:
             # Workers start on demand; asking for all of them at once starts every one now.
             for future in [executor.submit(_ready) for _ in range(self.workers)]:
                 future.result()
+        except BrokenProcessPool:
+            raise DigitsError("the prediction worker processes failed to start") from None
         finally:
             for name, value in saved.items():
                 if value is None:
