@@ -150,6 +150,13 @@ def test_cli_human_output_csv_and_steps(model_file, tmp_path, capsys):
     assert [r["path"] for r in rows] == [str(tmp_path / "five.png"), str(tmp_path / "twelve.png")]
     assert len(rows[1]["reading"]) == 2 and len(rows[0]["top_k"].split()) == 2
     assert (steps / "five-4-digit0.png").exists() and (steps / "twelve-4-digit1.png").exists()
+    # files of the same name in two folders keep their own steps
+    (tmp_path / "other").mkdir()
+    drawn("7").save(tmp_path / "other" / "five.png")
+    assert cli.main(["predict", "--model", str(model_file), str(tmp_path / "five.png"),
+                     str(tmp_path / "other" / "five.png"), "--show-steps", str(steps)]) == 0
+    first, second = (Image.open(steps / name).convert("L") for name in ("five-1-gray.png", "five-2-1-gray.png"))
+    assert not np.array_equal(np.asarray(first), np.asarray(second))
 
 
 def test_cli_errors_are_one_line(model_file, tmp_path, capsys):

@@ -102,6 +102,7 @@ def predict_paths(model, paths, top_k: int = 3, *, deskew: bool = False, steps_d
     instead of a reading, and the others are still predicted.
     """
     files = expand_paths(paths)
+    stems = _unique_stems(files)
     results = []
     for first in range(0, len(files), batch_size):
         extracted = []
@@ -119,5 +120,19 @@ def predict_paths(model, paths, top_k: int = 3, *, deskew: bool = False, steps_d
             results[index].update(read(model, ex, top_k, probs[start : start + len(ex.pool)]))
             start += len(ex.pool)
             if steps_dir is not None:
-                preprocess.save_steps(ex, steps_dir, path.stem)
+                preprocess.save_steps(ex, steps_dir, stems[index])
     return results
+
+
+def _unique_stems(files: list[Path]) -> list[str]:
+    """File stems to name each file's steps by: a stem seen before gets -2, -3, ... added,
+    so that a/7.png and b/7.png do not overwrite each other's steps."""
+    taken, stems = set(), []
+    for path in files:
+        stem, n = path.stem, 1
+        while stem in taken:
+            n += 1
+            stem = f"{path.stem}-{n}"
+        taken.add(stem)
+        stems.append(stem)
+    return stems
