@@ -5,8 +5,10 @@ Whatever goes wrong, the cache must never hold a bad file under a real name.
 
 import gzip
 import hashlib
+import os
 import socket
 import threading
+import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -108,6 +110,26 @@ def test_happy_path_then_cache_hit(tiny_dataset, mirror_for, tmp_path):
 
     data.fetch(dataset, tmp_path / "cache", quiet=True)
     assert len(mirror.requests) == 4                       # served from the cache, no new request
+
+
+def test_leftovers_of_a_killed_download_are_removed(tiny_dataset, mirror_for, tmp_path):
+    """A fetch killed mid-download leaves its temporary file or folder; the next fetch removes
+    those that stopped changing long ago, and leaves a running fetch's fresh ones alone."""
+    dataset, source = tiny_dataset()
+    dataset = _with_mirrors(dataset, mirror_for(source).url)
+    folder = tmp_path / "cache" / "tiny"
+    folder.mkdir(parents=True)
+    old_part, old_dir = folder / ".train-images-idx3-ubyte.k1ll3d.part", folder / ".channel-k1ll3d"
+    fresh_part = folder / ".train-labels-idx1-ubyte.running.part"
+    for path in (old_part, fresh_part):
+        path.write_bytes(b"half a download")
+    old_dir.mkdir()
+    (old_dir / "package.deb").write_bytes(b"half a package")
+    long_ago = time.time() - 2 * fetch_module.STALE_SECONDS
+    for path in (old_part, old_dir):
+        os.utime(path, (long_ago, long_ago))
+    data.fetch(dataset, tmp_path / "cache", quiet=True)
+    assert _cache_files(folder) == sorted([*dataset.files, fresh_part.name])
 
 
 def _with_mirrors(dataset, *urls):

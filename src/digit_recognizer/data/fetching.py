@@ -23,6 +23,7 @@ import gzip
 import hashlib
 import http.client
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -258,6 +259,24 @@ def _from_channel(ds: Dataset, channel: PackageChannel, names: list[str], target
 
 # --- the public function -----------------------------------------------------------------------
 
+STALE_SECONDS = 600  # a download writes its temporary file at least this often
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Delete the temporary files and folders of downloads that were killed (a ``.part``
+    file, a ``.channel-`` folder) once they have not changed for STALE_SECONDS: a fetch
+    running beside this one in another process keeps writing its own."""
+    cutoff = time.time() - STALE_SECONDS
+    for path in [*target.glob(".*.part"), *target.glob(".channel-*")]:
+        with contextlib.suppress(OSError):
+            if path.lstat().st_mtime >= cutoff:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
 def fetch(dataset: str | Dataset = "mnist", data_dir: str | Path | None = None,
           source_dir: str | Path | None = None, *, quiet: bool = False) -> Path:
     """Make sure every file of ``dataset`` is in the cache and verified; return its folder.
@@ -272,6 +291,7 @@ def fetch(dataset: str | Dataset = "mnist", data_dir: str | Path | None = None,
         target.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DigitsError(f"cannot create the data folder {target}: {error.strerror or error}") from None
+    _remove_leftovers(target)
 
     if source_dir is not None:
         _from_dir(ds, Path(source_dir).expanduser(), target, quiet)
