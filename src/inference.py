@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(run, build_parser().parse_args(argv), PROG)
+    return run_command(lambda args: run(args, prog=PROG), build_parser().parse_args(argv), PROG)
 
 
 if __name__ == "__main__":

@@ -185,6 +185,11 @@ def test_classic_inference_script(model_file, tmp_path, flag):
                            "--model", str(model_file), "--json"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     check_reading(json.loads(done.stdout)[0])
+    missing = subprocess.run([sys.executable, str(ROOT / "src" / "inference.py"), flag, str(tmp_path / "nine.png"),
+                              str(tmp_path / "gone.png"), "--model", str(model_file)],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith(f"python src/inference.py: error: {tmp_path / 'gone.png'}: no such file")
 
 
 # --------------------------------------------------------------------------- the shipped model

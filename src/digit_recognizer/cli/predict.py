@@ -36,7 +36,7 @@ def load_model(path):
     return modelfile.load(path)  # None: the shipped model, with its own message if missing
 
 
-def run(args) -> int:
+def run(args, prog: str = "digits") -> int:
     from digit_recognizer import predict
 
     if args.top_k < 1:
@@ -53,7 +53,7 @@ def run(args) -> int:
     else:
         for r in results:
             if "error" in r:
-                print(f"digits: error: {r['path']}: {r['error']}", file=sys.stderr)
+                print(f"{prog}: error: {r['path']}: {r['error']}", file=sys.stderr)
             else:
                 print(describe(r))
     return 1 if any("error" in r for r in results) else 0
