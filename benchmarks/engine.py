@@ -6,7 +6,8 @@
 For each network the engine and PyTorch run the same training step (forward, softmax
 cross-entropy, backward, SGD with momentum) and the same inference pass, with the same
 weights, interleaved: engine, torch, engine, torch, ... in short turns (0.2 s by default),
-so that both see the same machine load, whose swings on a shared machine last seconds. Each figure is the median over the repetitions (min-max spread in brackets). GFLOP/s
+so that both see the same machine load, whose swings on a shared machine last seconds.
+Each figure is the median over the repetitions (min-max spread in brackets). GFLOP/s
 counts the multiply-adds of the dense and convolution layers (a training step: forward +
 weight gradients + input gradients of all but the first layer). The peak memory is the
 engine's, traced with tracemalloc over one training step at batch 128.

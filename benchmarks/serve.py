@@ -7,9 +7,9 @@ unless ``--url`` points at a running one. Each client keeps one HTTP/1.1
 connection open and posts, back to back, what the drawing page posts: a
 112x112 PNG of a handwritten digit (real MNIST test digits, scaled up as if
 drawn on the canvas) as the body; or with ``--payload multipart`` the same PNG
-as a form upload, with ``--payload json`` the 28x28 pixels. Prints requests/s, latency percentiles, the error count and the
-CPU time per request of server and load generator, and exits non-zero if any
-request failed.
+as a form upload, with ``--payload json`` the 28x28 pixels. Prints requests/s,
+latency percentiles, the error count and the CPU time per request of server and
+load generator, and exits non-zero if any request failed.
 
 The clients speak HTTP over asyncio streams directly: a full client library
 costs a few milliseconds of CPU per request, which on a 2-core machine would

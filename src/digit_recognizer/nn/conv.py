@@ -96,7 +96,8 @@ class Conv2D(Layer):
             y = wm @ cols
             y += b
             self._cache = (cols, x.shape)
-        else:  # blocks of output rows: im2col stays small (in cache) at any batch size, no layer state is written
+        else:  # blocks of output rows: im2col stays small (in cache) at any batch size; no layer
+            # state is written
             self._cache = self._buffer = None
             y = np.empty((o, ho * per_row), x.dtype)
             block = max(1, INFERENCE_BLOCK_BYTES // max(1, rows * per_row * x.itemsize))

@@ -39,7 +39,7 @@ class _BatchNorm(Layer):
     def forward(self, x, training=False):
         self._check(x)
         if not training:
-            return self._normalise(np.copy(x, order="K"))
+            return self._normalise(x, out=None)
         dt = x.dtype
         gamma, beta = self.weight.data.astype(dt, copy=False), self.bias.data.astype(dt, copy=False)
 
@@ -63,19 +63,19 @@ class _BatchNorm(Layer):
 
     def forward_inplace(self, x):
         self._check(x)
-        return self._normalise(x)
+        return self._normalise(x, out=x)
 
     def _check(self, x):
         check_input(self, x, self._expected.format(self.num_features), ndim=self._ndim, channels=self.num_features)
 
-    def _normalise(self, x):
-        """Inference, in place on x: an affine map per channel, x * scale + shift."""
+    def _normalise(self, x, out):
+        """Inference: an affine map per channel, x * scale + shift, into ``out`` (a new array if None)."""
         self._cache = None
         gamma, beta = self.weight.data.astype(x.dtype, copy=False), self.bias.data.astype(x.dtype, copy=False)
         scale = gamma / np.sqrt(self.running_var.astype(x.dtype) + self.eps)
-        x *= self._shape(scale)
-        x += self._shape(beta - self.running_mean.astype(x.dtype) * scale)
-        return x
+        y = np.multiply(x, self._shape(scale), out=out)
+        y += self._shape(beta - self.running_mean.astype(x.dtype) * scale)
+        return y
 
     def backward(self, grad_out, input_grad=True):
         xhat, inv_std = self._cached()
