@@ -32,9 +32,6 @@ def parse_args(argv=None):
 
 
 ARGS = parse_args()
-# BLAS reads its thread count when NumPy is first imported.
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(ARGS.threads)
 
 import tracemalloc  # noqa: E402
 
@@ -42,6 +39,9 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 from digit_recognizer import nn  # noqa: E402
+
+nn.set_num_threads(ARGS.threads)  # BLAS and the engine's own threads
+
 
 if not ARGS.profile:
     import torch
@@ -211,7 +211,7 @@ def main():
     if ARGS.profile:
         return profile(ARGS.profile, ARGS.batch)
     batch = ARGS.batch
-    print(f"batch {batch}, threads {ARGS.threads} (torch {torch.get_num_threads()}), numpy {np.__version__}, "
+    print(f"batch {batch}, threads: engine {nn.get_num_threads()}, torch {torch.get_num_threads()}; numpy {np.__version__}, "
           f"torch {torch.__version__}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     try:
         import threadpoolctl

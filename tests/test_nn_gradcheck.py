@@ -135,3 +135,32 @@ def test_whole_network_gradients():
     assert rel_error(dx, numeric_grad(loss, x)) < TOL
     for p in net.parameters():
         assert rel_error(p.grad, numeric_grad(loss, p.data)) < TOL
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    """The engine's threads take every block, however small (blocks this small normally run
+    inline), three threads so that parts are uneven."""
+    monkeypatch.setattr(nn.parallel, "MIN_PARALLEL_FLOPS", 0)
+    monkeypatch.setattr(nn.parallel, "MIN_PARALLEL_ELEMENTS", 0)
+    threads = nn.get_num_threads()
+    nn.set_num_threads(3)
+    yield
+    nn.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (nn.Dense(5, 4), (3, 5)),
+    (nn.Dense(7, 2), (2, 7)),  # the inner dimension is split: partial products summed
+    (nn.Conv2D(2, 3, 3), (2, 2, 5, 5)),
+    (nn.Conv2D(3, 2, 3, stride=2, padding=1), (2, 3, 6, 5)),
+    (nn.MaxPool2D(2), (2, 3, 4, 4)),
+    (nn.MaxPool2D(3, stride=2), (2, 3, 7, 6)),
+    (nn.ReLU(), (4, 7)),
+], ids=lambda v: repr(v) if isinstance(v, nn.Layer) else None)
+def test_layer_gradients_split_over_threads(split_everything, layer, shape):
+    check_layer(layer, shape)
+
+
+def test_whole_network_gradients_split_over_threads(split_everything):
+    test_whole_network_gradients()

@@ -52,7 +52,7 @@ def run(args) -> int:
     try:
         import uvicorn
 
-        from digit_recognizer.serve.app import create_app, one_blas_thread
+        from digit_recognizer.serve.app import create_app, one_thread
     except ImportError as error:
         raise DigitsError(
             f"digits serve needs the serve extra ({error.name} is missing): "
@@ -77,6 +77,6 @@ def run(args) -> int:
     host, port = sock.getsockname()[:2]
     host = f"[{host}]" if ":" in host else host  # an IPv6 address
     print(f"digits: serving on http://{host}:{port}/ (API docs at /docs; Ctrl+C stops)", file=sys.stderr)
-    one_blas_thread()  # for predictions in this process (--workers 0)
+    one_thread()  # for predictions in this process (--workers 0)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     return 0

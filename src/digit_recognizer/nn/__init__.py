@@ -9,7 +9,8 @@
     opt = nn.Adam(net.parameters(), lr=1e-3); opt.step(); opt.zero_grad()
 
 Weights are laid out as in PyTorch (Dense (out, in), Conv2D (out, in, kh, kw)) and
-``state_dict()`` uses torch.nn.Sequential's keys. NumPy is the only dependency.
+``state_dict()`` uses torch.nn.Sequential's keys. It depends on NumPy alone (and threadpoolctl,
+to keep BLAS at one thread while the engine runs its own: see ``parallel``).
 """
 
 from . import init, schedules
@@ -19,6 +20,7 @@ from .layers import Dense, Dropout, Flatten
 from .losses import log_softmax, mse_loss, softmax, softmax_cross_entropy
 from .module import Layer, Parameter, Sequential
 from .normalization import BatchNorm1D, BatchNorm2D
+from .parallel import get_num_threads, set_num_threads
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, clip_grad_norm
 from .rng import get_rng_state, manual_seed, set_rng_state
 from .schedules import CosineLR, LinearWarmup, OneCycleLR, StepLR
@@ -31,5 +33,5 @@ __all__ = [
     "softmax", "log_softmax", "softmax_cross_entropy", "mse_loss",
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm",
     "StepLR", "CosineLR", "OneCycleLR", "LinearWarmup", "schedules", "init",
-    "manual_seed", "get_rng_state", "set_rng_state",
+    "manual_seed", "get_rng_state", "set_rng_state", "set_num_threads", "get_num_threads",
 ]

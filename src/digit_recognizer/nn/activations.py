@@ -5,7 +5,8 @@ import math
 import numpy as np
 
 from .losses import softmax
-from .module import Layer, check_input
+from . import parallel
+from .module import Layer, check_input, memory_order, with_order
 
 
 class _Activation(Layer):
@@ -25,16 +26,22 @@ class ReLU(_Activation):
     """y = max(x, 0);  dx = dy * [y > 0]."""
 
     def _forward(self, x):
-        y = np.maximum(x, 0)
+        y = np.empty_like(x)
+        parallel.map_slices(lambda x, y: np.maximum(x, 0, out=y), x, y, axis=parallel.outer_axis(x))
         return y, y
 
     def forward_inplace(self, x):
         check_input(self, x, "(N, ...)")
         self._cache = None
-        return np.maximum(x, 0, out=x)
+        parallel.map_slices(lambda x: np.maximum(x, 0, out=x), x, axis=parallel.outer_axis(x))
+        return x
 
     def _backward(self, dy, y):
-        return dy * (y > 0)  # (a multiply: np.where is several times slower here)
+        dy, dx = with_order(dy, memory_order(y)), np.empty_like(y)
+        # a multiply: np.where is several times slower here
+        parallel.map_slices(lambda dy, y, dx: np.multiply(dy, y > 0, out=dx), dy, y, dx,
+                            axis=parallel.outer_axis(y))
+        return dx
 
 
 class LeakyReLU(_Activation):

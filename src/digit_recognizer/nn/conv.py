@@ -11,6 +11,7 @@ memory order of their inputs, so the layers in between work without transposing 
 import numpy as np
 
 from . import init as _init
+from . import parallel
 from .module import Layer, Parameter, check_input, empty, memory_order, with_order, zeros
 
 
@@ -86,29 +87,38 @@ class Conv2D(Layer):
         wm, b = self._weights(x.dtype)
         rows, per_row = c * k * k, wo * n  # im2col matrix: rows x (Ho * per_row) columns
 
-        if training:  # the whole batch at once: backward needs the full im2col matrix
+        y = np.empty((o, ho * per_row), x.dtype)
+        # Each thread takes a range of output rows: their im2col columns and outputs are disjoint.
+        row_ranges = parallel.split(ho, 2.0 * o * rows * ho * per_row)
+
+        if training:  # the whole im2col matrix is kept: backward needs it
             if self._buffer is None or self._buffer.shape != windows.shape or self._buffer.dtype != x.dtype:
                 # Kept from step to step: a fresh array of tens of MB costs milliseconds of
                 # page faults each time it is first written.
                 self._buffer = np.empty(windows.shape, x.dtype)
-            self._buffer[...] = windows  # im2col: the one copy
             cols = self._buffer.reshape(rows, ho * per_row)
-            y = wm @ cols
-            y += b
+
+            def output_rows(start, stop):
+                self._buffer[:, :, :, start:stop] = windows[:, :, :, start:stop]  # im2col: the one copy
+                part = slice(start * per_row, stop * per_row)
+                np.matmul(wm, cols[:, part], out=y[:, part])
+                y[:, part] += b
             self._cache = (cols, x.shape)
         else:  # blocks of output rows: im2col stays small (in cache) at any batch size; no layer
             # state is written
             self._cache = self._buffer = None
-            y = np.empty((o, ho * per_row), x.dtype)
             block = max(1, INFERENCE_BLOCK_BYTES // max(1, rows * per_row * x.itemsize))
-            scratch = np.empty(rows * min(block, ho) * per_row, x.dtype)
-            for i in range(0, ho, block):
-                part = windows[:, :, :, i:i + block]
-                cols = scratch[:part.size].reshape(part.shape)
-                cols[...] = part
-                y_block = y[:, i * per_row:(i + part.shape[3]) * per_row]
-                np.matmul(wm, cols.reshape(rows, -1), out=y_block)
-                y_block += b  # while the block is still in cache
+
+            def output_rows(start, stop):
+                scratch = np.empty(rows * min(block, stop - start) * per_row, x.dtype)
+                for i in range(start, stop, block):
+                    part = windows[:, :, :, i:min(i + block, stop)]
+                    cols = scratch[:part.size].reshape(part.shape)
+                    cols[...] = part
+                    y_block = y[:, i * per_row:(i + part.shape[3]) * per_row]
+                    np.matmul(wm, cols.reshape(rows, -1), out=y_block)
+                    y_block += b  # while the block is still in cache
+        parallel.run([lambda s=s, e=e: output_rows(s, e) for s, e in row_ranges])
         return y.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
 
     def backward(self, grad_out, input_grad=True):
@@ -119,17 +129,20 @@ class Conv2D(Layer):
         ho, wo = grad_out.shape[2:]
         g = grad_out.transpose(1, 2, 3, 0).reshape(o, ho * wo * n)  # free when (C, H, W, N) memory
 
-        self.weight.accumulate((g @ cols.T).reshape(self.weight.data.shape))
+        self.weight.accumulate(parallel.matmul(g, cols.T).reshape(self.weight.data.shape))
         self.bias.accumulate(g.sum(axis=1))
         if not input_grad:
             return None
 
         wm, _ = self._weights(g.dtype)
-        dcols = np.matmul(wm.T, g, out=cols).reshape(c, k, k, ho, wo, n)  # cols is no longer needed
+        dcols = parallel.matmul(wm.T, g, out=cols).reshape(c, k, k, ho, wo, n)  # cols is no longer needed
         dxp = np.zeros((c, hp, wp, n), dcols.dtype)
-        for u in range(k):  # col2im: loops over the k*k kernel offsets only
-            for v in range(k):
-                dxp[:, u:u + s * (ho - 1) + 1:s, v:v + s * (wo - 1) + 1:s] += dcols[:, u, v]
+
+        def col2im(dxp, dcols):  # loops over the k*k kernel offsets only
+            for u in range(k):
+                for v in range(k):
+                    dxp[:, u:u + s * (ho - 1) + 1:s, v:v + s * (wo - 1) + 1:s] += dcols[:, u, v]
+        parallel.map_slices(col2im, dxp, dcols, axis=0)  # channels: disjoint parts of dx
         return dxp[:, p:hp - p, p:wp - p].transpose(3, 0, 1, 2)
 
 
@@ -168,32 +181,41 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x, training=False):
         ho, wo, offsets = self._windows(x)
-        (hs, ws), rest = offsets[0], offsets[1:]
-        y = np.copy(x[:, :, hs, ws], order="K")
-        for hs, ws in rest:
-            np.maximum(y, x[:, :, hs, ws], out=y)
+        order = memory_order(x)
+        y = empty((x.shape[0], x.shape[1], ho, wo), x.dtype, order)
+
+        def pool(x, y):
+            (hs, ws), rest = offsets[0], offsets[1:]
+            y[...] = x[:, :, hs, ws]
+            for hs, ws in rest:
+                np.maximum(y, x[:, :, hs, ws], out=y)
+        parallel.map_slices(pool, x, y, axis=order[0])  # N or C: pooling keeps both
         self._cache = (x, y, offsets) if training else None
         return y
 
     def backward(self, grad_out):
         x, y, offsets = self._cached()
-        g = with_order(grad_out, memory_order(y))
+        order = memory_order(y)
+        g = with_order(grad_out, order)
         dx = np.zeros_like(x)
         overlapping = self.stride < self.kernel_size
-        unclaimed = None  # windows whose maximum has not been routed yet
-        for i, (hs, ws) in enumerate(offsets):
-            hit = x[:, :, hs, ws] == y
-            if unclaimed is None:
-                unclaimed = ~hit
-            elif i < len(offsets) - 1:
-                hit &= unclaimed
-                unclaimed ^= hit
-            else:
-                hit &= unclaimed
-            if overlapping:
-                dx[:, :, hs, ws] += g * hit
-            else:  # windows are disjoint: write straight into dx
-                np.multiply(g, hit, out=dx[:, :, hs, ws])
+
+        def route(x, y, g, dx):
+            unclaimed = None  # windows whose maximum has not been routed yet
+            for i, (hs, ws) in enumerate(offsets):
+                hit = x[:, :, hs, ws] == y
+                if unclaimed is None:
+                    unclaimed = ~hit
+                elif i < len(offsets) - 1:
+                    hit &= unclaimed
+                    unclaimed ^= hit
+                else:
+                    hit &= unclaimed
+                if overlapping:
+                    dx[:, :, hs, ws] += g * hit
+                else:  # windows are disjoint: write straight into dx
+                    np.multiply(g, hit, out=dx[:, :, hs, ws])
+        parallel.map_slices(route, x, y, g, dx, axis=order[0])
         return dx
 
 

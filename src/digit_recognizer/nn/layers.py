@@ -3,6 +3,7 @@
 import numpy as np
 
 from . import init as _init
+from . import parallel
 from . import rng as _rng
 from .module import Layer, Parameter, check_input, empty, memory_order, with_order
 
@@ -29,14 +30,14 @@ class Dense(Layer):
         w, b = self.weight.data, self.bias.data
         if w.dtype != x.dtype:
             w, b = w.astype(x.dtype), b.astype(x.dtype)
-        y = x @ w.T
+        y = parallel.matmul(x, w.T)
         y += b
         self._cache = x if training else None
         return y
 
     def backward(self, grad_out, input_grad=True):
         x = self._cached()
-        self.weight.accumulate(grad_out.T @ x)
+        self.weight.accumulate(parallel.matmul(grad_out.T, x))
         self.bias.accumulate(grad_out.sum(axis=0))
         if not input_grad:
             return None
@@ -45,8 +46,8 @@ class Dense(Layer):
         if x.flags.f_contiguous and not x.flags.c_contiguous:
             # x was a transposed view (Flatten of (C, H, W, N) memory): return dx laid out the
             # same way, (W^T dy^T)^T, so that it reshapes back to that memory without a copy.
-            return (w.T @ grad_out.T).T
-        return grad_out @ w
+            return parallel.matmul(w.T, grad_out.T).T
+        return parallel.matmul(grad_out, w)
 
 
 class Flatten(Layer):

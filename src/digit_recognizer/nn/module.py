@@ -9,6 +9,8 @@ gradient checks.
 
 import numpy as np
 
+from . import parallel
+
 FLOAT_DTYPES = (np.float32, np.float64)
 
 
@@ -167,12 +169,45 @@ class Sequential:
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential takes layers, got {type(layer).__name__}")
         self.layers = list(layers)
+        self._cost = (None, 0)  # (input shape, dtype, layers) -> _flops_per_sample
+        self._large_step = False  # whether the last training forward pass was split
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         if training:
-            for layer in self.layers:
-                x = layer.forward(x, training=True)
+            # A large batch runs with BLAS at one thread throughout: the layers split their
+            # large blocks over the engine's threads instead, and BLAS's own (spinning) threads
+            # would only compete with them. A small batch leaves the threading to BLAS.
+            self._large_step = self._is_large(x)
+            with parallel.blas_at_one_thread(self._large_step):
+                for layer in self.layers:
+                    x = layer.forward(x, training=True)
             return x
+        # Inference keeps no state in the layers, so a large batch can run as parts side by side,
+        # one per thread: a single hand-off for the whole network.
+        if self._is_large(x):
+            parts = parallel.split(len(x), len(x) * self._flops_per_sample(x))
+            return np.concatenate(parallel.run([lambda s=s, e=e: self._infer(x[s:e]) for s, e in parts]))
+        return self._infer(x)
+
+    def _is_large(self, x) -> bool:
+        """Whether a pass over the batch x is worth splitting over the threads."""
+        return (isinstance(x, np.ndarray) and x.ndim >= 1 and len(x) > 1
+                and len(parallel.split(len(x), len(x) * self._flops_per_sample(x))) > 1)
+
+    def _flops_per_sample(self, x):
+        """About the FLOPs of one sample's inference: 2 x each layer's parameters x its output
+        positions (exact for Dense and Conv2D) + its output elements. Found with one sample of
+        zeros, once per input shape."""
+        key = (x.shape[1:], x.dtype, tuple(map(id, self.layers)))
+        if self._cost[0] != key:
+            h, flops = np.zeros((1,) + x.shape[1:], x.dtype), 0
+            for layer in self.layers:
+                h = layer.forward(h)
+                flops += 2 * sum(p.data.size for p in layer.parameters()) * int(np.prod(h.shape[2:])) + h.size
+            self._cost = (key, flops)
+        return self._cost[1]
+
+    def _infer(self, x):
         given = x
         for layer in self.layers:
             # The caller's array (or a view of it) is never overwritten; intermediates may be.
@@ -188,16 +223,17 @@ class Sequential:
         first layer with parameters are skipped, and that layer does not compute its input
         gradient; returns None.
         """
-        if input_grad:
-            for layer in reversed(self.layers):
-                grad = layer.backward(grad)
-            return grad
-        first = next((i for i, layer in enumerate(self.layers) if layer.parameters()), None)
-        if first is not None:
-            for layer in reversed(self.layers[first + 1:]):
-                grad = layer.backward(grad)
-            self.layers[first].backward(grad, input_grad=False)
-        return None
+        with parallel.blas_at_one_thread(self._large_step):
+            if input_grad:
+                for layer in reversed(self.layers):
+                    grad = layer.backward(grad)
+                return grad
+            first = next((i for i, layer in enumerate(self.layers) if layer.parameters()), None)
+            if first is not None:
+                for layer in reversed(self.layers[first + 1:]):
+                    grad = layer.backward(grad)
+                self.layers[first].backward(grad, input_grad=False)
+            return None
 
     def parameters(self) -> list[Parameter]:
         return [p for layer in self.layers for p in layer.parameters()]

@@ -135,16 +135,17 @@ async def _read_source(request: Request):
     )
 
 
-def one_blas_thread() -> None:
-    """Limit this process to one BLAS thread: for a server that predicts in its own thread.
+def one_thread() -> None:
+    """Predict on one thread (BLAS and the engine's own): for a server that predicts in one
+    thread of its process.
 
     A request multiplies a few images at most, and OpenBLAS threads inside such
     small products only spin and contend: the load test measured 56 ms of CPU per
     request with two BLAS threads, 9 ms with one.
     """
-    from threadpoolctl import threadpool_limits
+    from digit_recognizer import nn
 
-    threadpool_limits(1, user_api="blas")
+    nn.set_num_threads(1)
 
 
 def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:

@@ -1,0 +1,124 @@
+"""The engine's own threads: splitting work gives the same numbers, errors surface, BLAS is lent."""
+
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from digit_recognizer import nn
+from digit_recognizer.nn import parallel
+
+
+@pytest.fixture
+def threads():
+    """Restores the thread count a test changes."""
+    before = nn.get_num_threads()
+    yield
+    nn.set_num_threads(before)
+
+
+def blas_threads():
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def cnn():
+    nn.manual_seed(0)
+    return nn.Sequential(nn.Conv2D(1, 8, 3, padding=1), nn.BatchNorm2D(8), nn.ReLU(), nn.MaxPool2D(2),
+                         nn.Conv2D(8, 16, 3), nn.ReLU(), nn.Flatten(), nn.Dense(16 * 12 * 12, 32), nn.ReLU(),
+                         nn.Dense(32, 10))
+
+
+@pytest.mark.parametrize("n", [0, -1, 1.5, True, "2"])
+def test_set_num_threads_rejects_non_positive_integers(n):
+    with pytest.raises(ValueError, match="set_num_threads"):
+        nn.set_num_threads(n)
+
+
+def test_set_num_threads_sets_blas_too(threads):
+    nn.set_num_threads(1)
+    assert nn.get_num_threads() == 1 and set(blas_threads()) == {1}
+    nn.set_num_threads(2)
+    assert nn.get_num_threads() == 2 and set(blas_threads()) == {2}
+
+
+def test_blas_runs_at_one_thread_inside_split_work_and_gets_its_threads_back(threads):
+    nn.set_num_threads(2)
+    inside = parallel.run([blas_threads, blas_threads])
+    assert inside == [[1] * len(blas_threads())] * 2
+    assert set(blas_threads()) == {2}
+
+
+def test_run_returns_results_in_order_and_nested_splits_run_inline(threads):
+    nn.set_num_threads(3)
+    all_started = threading.Barrier(3, timeout=10)
+
+    def part(i):
+        all_started.wait()
+        return i, threading.current_thread().name, parallel.run([lambda: threading.current_thread().name] * 2)
+    names = parallel.run([lambda i=i: part(i) for i in range(3)])
+    assert [i for i, _, _ in names] == [0, 1, 2]
+    assert len({name for _, name, _ in names}) == 3  # three threads
+    assert all(inner == [name, name] for _, name, inner in names)  # nested: same thread
+
+
+def test_an_error_in_one_part_is_raised_after_every_part_has_finished(threads):
+    nn.set_num_threads(2)
+    finished = threading.Event()
+
+    def slow():
+        finished.wait(0.05)
+        finished.set()
+
+    def fail():
+        raise ValueError("part failed")
+    with pytest.raises(ValueError, match="part failed"):
+        parallel.run([fail, slow])
+    assert finished.is_set()
+    assert set(blas_threads()) == {2}  # given back
+
+
+def test_split_work_gives_the_same_training_step_and_inference(threads, monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((12, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 12)
+
+    def step():
+        net = cnn()
+        logits = net.forward(x, training=True)
+        _, dlogits = nn.softmax_cross_entropy(logits, y)
+        dx = net.backward(dlogits)
+        return [logits, dx, net.forward(x)] + [p.grad for p in net.parameters()]
+
+    nn.set_num_threads(1)
+    serial = step()
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_FLOPS", 0)
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_ELEMENTS", 0)
+    nn.set_num_threads(3)
+    split = step()
+    for a, b in zip(serial, split):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_large_batch_inference_is_split_and_leaves_the_input_alone(threads, monkeypatch):
+    nn.set_num_threads(2)
+    net = cnn()
+    x = np.random.default_rng(1).standard_normal((64, 1, 28, 28)).astype(np.float32)
+    original = x.copy()
+    expected = np.concatenate([net.forward(x[i:i + 1]) for i in range(len(x))])  # one by one: inline
+    calls = []
+    run = parallel.run
+    monkeypatch.setattr(parallel, "run", lambda tasks: calls.append(len(tasks)) or run(tasks))
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_FLOPS", 1000)
+    np.testing.assert_allclose(net.forward(x), expected, rtol=1e-5, atol=1e-6)
+    assert 2 in calls  # the batch, in halves
+    np.testing.assert_array_equal(x, original)
+
+
+def test_a_small_batch_is_not_split(threads, monkeypatch):
+    nn.set_num_threads(2)
+    calls = []
+    monkeypatch.setattr(parallel, "run", lambda tasks: calls.append(len(tasks)) or [t() for t in tasks])
+    nn.Sequential(nn.Flatten(), nn.Dense(784, 32), nn.ReLU(), nn.Dense(32, 10)).forward(
+        np.zeros((64, 1, 28, 28), np.float32))
+    assert all(n == 1 for n in calls)
