@@ -108,8 +108,8 @@ def test_inference_keeps_no_caches():
     x = np.ones((2, 1, 8, 8), np.float32)
     net.forward(x, training=True)
     net.forward(x)  # training=False drops what the training pass kept
-    for layer in net:  # (Conv2D's reusable im2col scratch buffer is not a cache)
-        cached = [v for k, v in vars(layer).items() if k.startswith("_") and k != "_buffer" and v is not None]
+    for layer in net:  # (Conv2D's reusable backward scratch buffer is not a cache)
+        cached = [v for k, v in vars(layer).items() if k.startswith("_") and k != "_scratch" and v is not None]
         assert cached == [], f"{layer!r} keeps {len(cached)} cached arrays"
     with pytest.raises(RuntimeError, match="forward\\(training=True\\)"):
         net.backward(np.ones((2, 10), np.float32))
@@ -137,16 +137,23 @@ def test_sequential_inference_overwrites_only_its_own_arrays(layers):
     np.testing.assert_array_equal(x, original)
 
 
-def test_conv_inference_in_blocks_matches_the_training_pass(monkeypatch):
+def test_conv_in_blocks_of_rows_matches_one_block(monkeypatch):
     from digit_recognizer.nn import conv
     layer = nn.Conv2D(3, 5, 3, stride=2, padding=1)
-    x = np.random.default_rng(0).standard_normal((7, 3, 9, 8)).astype(np.float32)
-    expected = layer.forward(x, training=True)
-    assert layer._buffer is not None  # the training im2col buffer, reused from step to step
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 3, 9, 8)).astype(np.float32)
+    g = rng.standard_normal((7, 5, 5, 4)).astype(np.float32)
+
+    def forward_backward():
+        layer.weight.grad = layer.bias.grad = None
+        inferred = layer.forward(x)
+        return [inferred, layer.forward(x, training=True), layer.backward(g), layer.weight.grad, layer.bias.grad]
+
+    whole = forward_backward()
     # Output 5 x 4 per image; im2col has 27 rows and 4 * 7 columns per output row.
-    monkeypatch.setattr(conv, "INFERENCE_BLOCK_BYTES", 2 * 27 * 28 * 4)  # blocks of 2 output rows: 2 + 2 + 1
-    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-5, atol=1e-6)
-    assert layer._buffer is None  # inference writes no layer state (safe from several threads)
+    monkeypatch.setattr(conv, "BLOCK_BYTES", 2 * 27 * 28 * 4)  # blocks of 2 output rows: 2 + 2 + 1
+    for a, b in zip(whole, forward_backward()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_conv_backward_runs_once_per_forward():

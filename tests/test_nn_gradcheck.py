@@ -140,7 +140,9 @@ def test_whole_network_gradients():
 @pytest.fixture
 def split_everything(monkeypatch):
     """The engine's threads take every block, however small (blocks this small normally run
-    inline), three threads so that parts are uneven."""
+    inline), three threads so that parts are uneven; convolutions in blocks of one output row."""
+    from digit_recognizer.nn import conv
+    monkeypatch.setattr(conv, "BLOCK_BYTES", 1)
     monkeypatch.setattr(nn.parallel, "MIN_PARALLEL_FLOPS", 0)
     monkeypatch.setattr(nn.parallel, "MIN_PARALLEL_ELEMENTS", 0)
     threads = nn.get_num_threads()

@@ -1,10 +1,10 @@
 """Conv2D and pooling layers on (N, C, H, W) arrays.
 
 Inside, convolution keeps activations in (C, H, W, N) memory: channels outermost, the batch
-innermost. im2col is then one strided copy, with long contiguous runs, into a
-(C*k*k, Ho*Wo*N) matrix; the whole batch is one matrix product with the (O, C*k*k) weight
-(PyTorch's layout, unchanged); and the (O, Ho*Wo*N) result is already the next layer's
-(C, H, W, N) memory. Layers return it as an (N, C, H, W) *view*: NumPy ufuncs keep the
+innermost. im2col is then a strided copy, with long contiguous runs, into a
+(C*k*k, Ho*Wo*N) matrix, made a block of output rows at a time so that it stays in cache;
+each block is one matrix product with the (O, C*k*k) weight (PyTorch's layout, unchanged);
+and the (O, Ho*Wo*N) result is already the next layer's (C, H, W, N) memory. Layers return it as an (N, C, H, W) *view*: NumPy ufuncs keep the
 memory order of their inputs, so the layers in between work without transposing copies.
 """
 
@@ -15,8 +15,8 @@ from . import parallel
 from .module import Layer, Parameter, check_input, empty, memory_order, with_order, zeros
 
 
-# Inference runs im2col + GEMM on blocks of images of about this many bytes of im2col matrix.
-INFERENCE_BLOCK_BYTES = 2 << 20
+# im2col + GEMM run on blocks of output rows of about this many bytes of im2col matrix.
+BLOCK_BYTES = 2 << 20
 
 
 def _positive_int(layer_name: str, name: str, value, minimum: int = 1) -> int:
@@ -36,7 +36,7 @@ class Conv2D(Layer):
     """2-D convolution (cross-correlation, as PyTorch), square kernel, stride and zero padding.
 
     forward:  y[n,o,i,j] = b[o] + sum_{c,u,v} W[o,c,u,v] * xpad[n, c, s*i+u, s*j+v]
-              as one GEMM: Y (O, Ho*Wo*N) = Wm (O, C*k*k) @ cols (C*k*k, Ho*Wo*N)
+              as a GEMM: Y (O, Ho*Wo*N) = Wm (O, C*k*k) @ cols (C*k*k, Ho*Wo*N), in blocks of columns
     backward: dWm = dY cols^T,  db = sum dY,  dcols = Wm^T dY, and dx = col2im(dcols): the
               k*k shifted windows of dcols are added back onto the padded input.
     x (N, C, H, W) -> y (N, O, Ho, Wo), Ho = (H + 2p - k) // s + 1.
@@ -56,7 +56,7 @@ class Conv2D(Layer):
         k = self.kernel_size
         self.weight = Parameter(_init.initialise(init, (self.out_channels, self.in_channels, k, k), rng))
         self.bias = Parameter(np.zeros(self.out_channels, np.float32))
-        self._buffer = None  # the training im2col matrix, reused from step to step
+        self._scratch = None  # backward's dcols matrix, reused from step to step
 
     def config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -67,6 +67,21 @@ class Conv2D(Layer):
         """(Wm (O, C*k*k), b (O, 1)) in the compute dtype: (o, c, u, v) order is already row-major."""
         w, b = self.weight.data.reshape(self.out_channels, -1), self.bias.data[:, None]
         return (w, b) if w.dtype == dtype else (w.astype(dtype), b.astype(dtype))
+
+    def _geometry(self, xp, ho, wo):
+        """(windows, rows, per_row, block) for the padded (C, Hp, Wp, N) input xp.
+
+        windows (C, k, k, Ho, Wo, N): windows[c, u, v, i, j] = xp[c, s*i + u, s*j + v], a strided
+        view (what sliding_window_view gives, built directly: its checks cost more than a small
+        conv). Its output rows i..i+r, copied, are the im2col matrix's columns for those rows:
+        rows = C*k*k of them, per_row = Wo*N columns per output row. ``block`` output rows make
+        an im2col block of about BLOCK_BYTES."""
+        c, _, _, n = xp.shape
+        k, s = self.kernel_size, self.stride
+        sc, sh, sw, sn = xp.strides
+        windows = np.ndarray((c, k, k, ho, wo, n), xp.dtype, xp, 0, (sc, sh, sw, s * sh, s * sw, sn))
+        rows, per_row = c * k * k, wo * n
+        return windows, rows, per_row, max(1, BLOCK_BYTES // max(1, rows * per_row * xp.itemsize))
 
     def forward(self, x, training=False):
         check_input(self, x, f"(N, {self.in_channels}, H, W)", ndim=4, channels=self.in_channels)
@@ -80,65 +95,63 @@ class Conv2D(Layer):
             xp = np.zeros((c, h + 2 * p, w + 2 * p, n), x.dtype)
             xp[:, p:p + h, p:p + w] = x
             x = xp
-        # (C, k, k, Ho, Wo, N): windows[c, u, v, i, j] = x[c, s*i + u, s*j + v], a strided view
-        # (what sliding_window_view gives, built directly: its checks cost more than a small conv)
-        sc, sh, sw, sn = x.strides
-        windows = np.ndarray((c, k, k, ho, wo, n), x.dtype, x, 0, (sc, sh, sw, s * sh, s * sw, sn))
+        windows, rows, per_row, block = self._geometry(x, ho, wo)
         wm, b = self._weights(x.dtype)
-        rows, per_row = c * k * k, wo * n  # im2col matrix: rows x (Ho * per_row) columns
-
         y = np.empty((o, ho * per_row), x.dtype)
-        # Each thread takes a range of output rows: their im2col columns and outputs are disjoint.
-        row_ranges = parallel.split(ho, 2.0 * o * rows * ho * per_row)
 
-        if training:  # the whole im2col matrix is kept: backward needs it
-            if self._buffer is None or self._buffer.shape != windows.shape or self._buffer.dtype != x.dtype:
-                # Kept from step to step: a fresh array of tens of MB costs milliseconds of
-                # page faults each time it is first written.
-                self._buffer = np.empty(windows.shape, x.dtype)
-            cols = self._buffer.reshape(rows, ho * per_row)
-
-            def output_rows(start, stop):
-                self._buffer[:, :, :, start:stop] = windows[:, :, :, start:stop]  # im2col: the one copy
-                part = slice(start * per_row, stop * per_row)
-                np.matmul(wm, cols[:, part], out=y[:, part])
-                y[:, part] += b
-            self._cache = (cols, x.shape)
-        else:  # blocks of output rows: im2col stays small (in cache) at any batch size; no layer
-            # state is written
-            self._cache = self._buffer = None
-            block = max(1, INFERENCE_BLOCK_BYTES // max(1, rows * per_row * x.itemsize))
-
-            def output_rows(start, stop):
-                scratch = np.empty(rows * min(block, stop - start) * per_row, x.dtype)
-                for i in range(start, stop, block):
-                    part = windows[:, :, :, i:min(i + block, stop)]
-                    cols = scratch[:part.size].reshape(part.shape)
-                    cols[...] = part
-                    y_block = y[:, i * per_row:(i + part.shape[3]) * per_row]
-                    np.matmul(wm, cols.reshape(rows, -1), out=y_block)
-                    y_block += b  # while the block is still in cache
-        parallel.run([lambda s=s, e=e: output_rows(s, e) for s, e in row_ranges])
+        def output_rows(start, stop):  # im2col + GEMM block by block, while each is in cache
+            scratch = np.empty(rows * min(block, stop - start) * per_row, x.dtype)
+            for i in range(start, stop, block):
+                part = windows[:, :, :, i:min(i + block, stop)]
+                cols = scratch[:part.size].reshape(part.shape)
+                cols[...] = part
+                y_block = y[:, i * per_row:(i + part.shape[3]) * per_row]
+                np.matmul(wm, cols.reshape(rows, -1), out=y_block)
+                y_block += b
+        # Each thread takes a range of output rows: their columns of y are disjoint.
+        parallel.run([lambda s=s, e=e: output_rows(s, e)
+                      for s, e in parallel.split(ho, 2.0 * o * rows * ho * per_row)])
+        # Backward rebuilds the im2col blocks from the (padded) input: a tenth of the memory of
+        # keeping the whole im2col matrix (k*k times the input), and its blocks stay in cache.
+        self._cache = x if training else None
         return y.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
 
     def backward(self, grad_out, input_grad=True):
-        """One backward pass per forward: it reuses the im2col matrix for dcols."""
-        cols, (c, hp, wp, n) = self._cached()
+        xp = self._cached()
         self._cache = None
+        c, hp, wp, n = xp.shape
         k, s, p, o = self.kernel_size, self.stride, self.padding, self.out_channels
         ho, wo = grad_out.shape[2:]
-        g = grad_out.transpose(1, 2, 3, 0).reshape(o, ho * wo * n)  # free when (C, H, W, N) memory
+        windows, rows, per_row, block = self._geometry(xp, ho, wo)
+        g = grad_out.transpose(1, 2, 3, 0).reshape(o, ho * per_row)  # free when (C, H, W, N) memory
+        flops = 2.0 * o * rows * ho * per_row
 
-        self.weight.accumulate(parallel.matmul(g, cols.T).reshape(self.weight.data.shape))
+        def weight_grad(start, stop):  # sum over this range's blocks of dY_block cols_block^T
+            scratch, dw = np.empty(rows * min(block, stop - start) * per_row, xp.dtype), 0
+            for i in range(start, stop, block):
+                part = windows[:, :, :, i:min(i + block, stop)]
+                cols = scratch[:part.size].reshape(part.shape)
+                cols[...] = part
+                dw = dw + g[:, i * per_row:(i + part.shape[3]) * per_row] @ cols.reshape(rows, -1).T
+            return dw
+        partial = parallel.run([lambda s=s, e=e: weight_grad(s, e) for s, e in parallel.split(ho, flops)])
+        self.weight.accumulate(sum(partial[1:], partial[0]).reshape(self.weight.data.shape))
         self.bias.accumulate(g.sum(axis=1))
         if not input_grad:
             return None
 
+        # dcols = Wm^T dY as one product (split over the threads by columns): in blocks, its
+        # inner dimension (O) is too short for the product to run fast.
         wm, _ = self._weights(g.dtype)
-        dcols = parallel.matmul(wm.T, g, out=cols).reshape(c, k, k, ho, wo, n)  # cols is no longer needed
-        dxp = np.zeros((c, hp, wp, n), dcols.dtype)
+        if self._scratch is None or self._scratch.size < rows * ho * per_row or self._scratch.dtype != g.dtype:
+            # Kept from step to step: a fresh array of tens of MB costs milliseconds of page
+            # faults each time it is first written.
+            self._scratch = np.empty(rows * ho * per_row, g.dtype)
+        dcols = self._scratch[:rows * ho * per_row].reshape(rows, ho * per_row)
+        dcols = parallel.matmul(wm.T, g, out=dcols).reshape(c, k, k, ho, wo, n)
+        dxp = np.zeros((c, hp, wp, n), g.dtype)
 
-        def col2im(dxp, dcols):  # loops over the k*k kernel offsets only
+        def col2im(dxp, dcols):  # adds the k*k shifted windows back: loops over kernel offsets only
             for u in range(k):
                 for v in range(k):
                     dxp[:, u:u + s * (ho - 1) + 1:s, v:v + s * (wo - 1) + 1:s] += dcols[:, u, v]
