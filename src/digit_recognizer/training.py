@@ -523,7 +523,8 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
             "settings": asdict(config), "seed": config.seed, "command": command, "model_name": name,
             "spec": spec, "n_train": len(x_train), "n_val": len(x_val), "mean": ds.mean,
             "std": ds.std, "classes": ds.classes, "steps": steps, "versions": _versions(),
-            "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+            "threads": {"engine": nn.get_num_threads(),
+                        **{k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}},
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         atomic_write(run_dir / "config.json", json.dumps(run_config, indent=2) + "\n")

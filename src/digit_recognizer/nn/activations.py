@@ -27,20 +27,19 @@ class ReLU(_Activation):
 
     def _forward(self, x):
         y = np.empty_like(x)
-        parallel.map_slices(lambda x, y: np.maximum(x, 0, out=y), x, y, axis=parallel.outer_axis(x))
+        parallel.map_elements(lambda x, y: np.maximum(x, 0, out=y), x, y)
         return y, y
 
     def forward_inplace(self, x):
         check_input(self, x, "(N, ...)")
         self._cache = None
-        parallel.map_slices(lambda x: np.maximum(x, 0, out=x), x, axis=parallel.outer_axis(x))
+        parallel.map_elements(lambda x: np.maximum(x, 0, out=x), x)
         return x
 
     def _backward(self, dy, y):
         dy, dx = with_order(dy, memory_order(y)), np.empty_like(y)
         # a multiply: np.where is several times slower here
-        parallel.map_slices(lambda dy, y, dx: np.multiply(dy, y > 0, out=dx), dy, y, dx,
-                            axis=parallel.outer_axis(y))
+        parallel.map_elements(lambda y, dy, dx: np.multiply(dy, y > 0, out=dx), y, dy, dx)
         return dx
 
 

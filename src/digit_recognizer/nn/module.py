@@ -173,26 +173,27 @@ class Sequential:
         self._large_step = False  # whether the last training forward pass was split
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        parts = self._split_batch(x)
         if training:
             # A large batch runs with BLAS at one thread throughout: the layers split their
             # large blocks over the engine's threads instead, and BLAS's own (spinning) threads
             # would only compete with them. A small batch leaves the threading to BLAS.
-            self._large_step = self._is_large(x)
+            self._large_step = len(parts) > 1
             with parallel.blas_at_one_thread(self._large_step):
                 for layer in self.layers:
                     x = layer.forward(x, training=True)
             return x
-        # Inference keeps no state in the layers, so a large batch can run as parts side by side,
+        if len(parts) == 1:
+            return self._infer(x)
+        # Inference keeps no state in the layers, so parts of a large batch run side by side,
         # one per thread: a single hand-off for the whole network.
-        if self._is_large(x):
-            parts = parallel.split(len(x), len(x) * self._flops_per_sample(x))
-            return np.concatenate(parallel.run([lambda s=s, e=e: self._infer(x[s:e]) for s, e in parts]))
-        return self._infer(x)
+        return np.concatenate(parallel.run([lambda s=s, e=e: self._infer(x[s:e]) for s, e in parts]))
 
-    def _is_large(self, x) -> bool:
-        """Whether a pass over the batch x is worth splitting over the threads."""
-        return (isinstance(x, np.ndarray) and x.ndim >= 1 and len(x) > 1
-                and len(parallel.split(len(x), len(x) * self._flops_per_sample(x))) > 1)
+    def _split_batch(self, x) -> list[tuple[int, int]]:
+        """x's batch in one part per thread if a pass over it is worth splitting, else whole."""
+        if isinstance(x, np.ndarray) and x.ndim >= 1 and len(x) > 1:
+            return parallel.split(len(x), len(x) * self._flops_per_sample(x))
+        return [(0, None)]
 
     def _flops_per_sample(self, x):
         """About the FLOPs of one sample's inference: 2 x each layer's parameters x its output

@@ -86,12 +86,13 @@ def get_num_threads() -> int:
 def _executor() -> ThreadPoolExecutor:
     global _pool, _pool_key
     key = (os.getpid(), get_num_threads())
-    if _pool_key != key:  # (a forked child, or a new thread count)
-        if _pool is not None and _pool_key[0] == key[0]:
-            _pool.shutdown(wait=False)
-        _pool = ThreadPoolExecutor(max(1, key[1] - 1), thread_name_prefix="nn")
-        _pool_key = key
-    return _pool
+    with _lock:
+        if _pool_key != key:  # (a forked child, or a new thread count)
+            if _pool is not None and _pool_key[0] == key[0]:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max(1, key[1] - 1), thread_name_prefix="nn")
+            _pool_key = key
+        return _pool
 
 
 def _marked(task):
@@ -144,11 +145,11 @@ def run(tasks: list) -> list:
 def split(n: int, work: float, min_work: float | None = None) -> list[tuple[int, int]]:
     """range(n) as contiguous (start, stop) parts: one per thread if ``work`` >= ``min_work``
     (default MIN_PARALLEL_FLOPS) per thread, else the whole range."""
-    min_work = MIN_PARALLEL_FLOPS if min_work is None else min_work
-    threads = get_num_threads()
-    parts = min(n, threads) if threads > 1 and work >= min_work * threads else 1
-    bounds = [n * i // parts for i in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
+    threads = _num_threads or get_num_threads()
+    if threads == 1 or work < (MIN_PARALLEL_FLOPS if min_work is None else min_work) * threads:
+        return [(0, n)]
+    parts = min(n, threads)
+    return [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -177,12 +178,20 @@ def map_slices(fn, x: np.ndarray, *others: np.ndarray, axis: int) -> None:
 
     The arrays must share that axis's length; give the axis of largest stride, so that each
     part is one block of memory."""
-    index = (slice(None),) * axis
     parts = split(x.shape[axis], x.size, MIN_PARALLEL_ELEMENTS)
+    if len(parts) == 1:
+        fn(x, *others)
+        return
+    index = (slice(None),) * axis
     run([lambda s=s, e=e: fn(*(a[index + (slice(s, e),)] for a in (x,) + others)) for s, e in parts])
 
 
-def outer_axis(x: np.ndarray) -> int:
-    """The axis of largest stride among those at least as long as the thread count."""
+def map_elements(fn, x: np.ndarray, *others: np.ndarray) -> None:
+    """map_slices for element-wise work on arrays laid out as x: split along the axis of largest
+    stride among those at least as long as the thread count."""
+    if x.size < MIN_PARALLEL_ELEMENTS * (_num_threads or get_num_threads()):
+        fn(x, *others)
+        return
     by_stride = sorted(range(x.ndim), key=lambda axis: -x.strides[axis])
-    return next((axis for axis in by_stride if x.shape[axis] >= get_num_threads()), by_stride[0])
+    axis = next((axis for axis in by_stride if x.shape[axis] >= get_num_threads()), by_stride[0])
+    map_slices(fn, x, *others, axis=axis)
