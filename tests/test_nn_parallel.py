@@ -100,6 +100,26 @@ def test_split_work_gives_the_same_training_step_and_inference(threads, monkeypa
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_split_work_is_reproducible_bit_for_bit(threads, monkeypatch):
+    """Fixed parts and a fixed order of summing partial results: the same numbers every run."""
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_FLOPS", 0)
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_ELEMENTS", 0)
+    nn.set_num_threads(2)
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((16, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 16)
+
+    def three_steps():
+        net = cnn()
+        opt = nn.Adam(net.parameters(), lr=1e-2)
+        for _ in range(3):
+            _, dlogits = nn.softmax_cross_entropy(net.forward(x, training=True), y)
+            net.backward(dlogits, input_grad=False)
+            opt.step()
+            opt.zero_grad()
+        return net.forward(x)
+    np.testing.assert_array_equal(three_steps(), three_steps())
+
+
 def test_large_batch_inference_is_split_and_leaves_the_input_alone(threads, monkeypatch):
     nn.set_num_threads(2)
     net = cnn()
