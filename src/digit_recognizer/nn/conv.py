@@ -4,8 +4,9 @@ Inside, convolution keeps activations in (C, H, W, N) memory: channels outermost
 innermost. im2col is then a strided copy, with long contiguous runs, into a
 (C*k*k, Ho*Wo*N) matrix, made a block of output rows at a time so that it stays in cache;
 each block is one matrix product with the (O, C*k*k) weight (PyTorch's layout, unchanged);
-and the (O, Ho*Wo*N) result is already the next layer's (C, H, W, N) memory. Layers return it as an (N, C, H, W) *view*: NumPy ufuncs keep the
-memory order of their inputs, so the layers in between work without transposing copies.
+and the (O, Ho*Wo*N) result is already the next layer's (C, H, W, N) memory. Layers return
+it as an (N, C, H, W) *view*: NumPy ufuncs keep the memory order of their inputs, so the
+layers in between work without transposing copies.
 """
 
 import numpy as np
@@ -17,6 +18,21 @@ from .module import Layer, Parameter, check_input, empty, memory_order, with_ord
 
 # im2col + GEMM run on blocks of output rows of about this many bytes of im2col matrix.
 BLOCK_BYTES = 2 << 20
+
+
+def _im2col_blocks(windows, start: int, stop: int, block: int):
+    """Yields (columns, cols) for output rows start..stop, ``block`` rows at a time: cols is
+    the (C*k*k, r*Wo*N) block of the im2col matrix, copied from the (C, k, k, Ho, Wo, N)
+    ``windows`` into one scratch array (valid until the next block), columns its slice of
+    the matrix's Ho*Wo*N columns."""
+    c, k, _, _, wo, n = windows.shape
+    rows, per_row = c * k * k, wo * n
+    scratch = np.empty(rows * min(block, stop - start) * per_row, windows.dtype)
+    for i in range(start, stop, block):
+        part = windows[:, :, :, i:min(i + block, stop)]
+        cols = scratch[:part.size].reshape(part.shape)
+        cols[...] = part
+        yield slice(i * per_row, (i + part.shape[3]) * per_row), cols.reshape(rows, -1)
 
 
 def _positive_int(layer_name: str, name: str, value, minimum: int = 1) -> int:
@@ -99,18 +115,13 @@ class Conv2D(Layer):
         wm, b = self._weights(x.dtype)
         y = np.empty((o, ho * per_row), x.dtype)
 
-        def output_rows(start, stop):  # im2col + GEMM block by block, while each is in cache
-            scratch = np.empty(rows * min(block, stop - start) * per_row, x.dtype)
-            for i in range(start, stop, block):
-                part = windows[:, :, :, i:min(i + block, stop)]
-                cols = scratch[:part.size].reshape(part.shape)
-                cols[...] = part
-                y_block = y[:, i * per_row:(i + part.shape[3]) * per_row]
-                np.matmul(wm, cols.reshape(rows, -1), out=y_block)
-                y_block += b
+        def output_rows(start, stop):  # im2col + GEMM + bias block by block, while each is in cache
+            for columns, cols in _im2col_blocks(windows, start, stop, block):
+                np.matmul(wm, cols, out=y[:, columns])
+                y[:, columns] += b
         # Each thread takes a range of output rows: their columns of y are disjoint.
-        parallel.run([lambda s=s, e=e: output_rows(s, e)
-                      for s, e in parallel.split(ho, 2.0 * o * rows * ho * per_row)])
+        parallel.run([lambda lo=lo, hi=hi: output_rows(lo, hi)
+                      for lo, hi in parallel.split(ho, 2.0 * o * rows * ho * per_row)])
         # Backward rebuilds the im2col blocks from the (padded) input: a tenth of the memory of
         # keeping the whole im2col matrix (k*k times the input), and its blocks stay in cache.
         self._cache = x if training else None
@@ -127,14 +138,9 @@ class Conv2D(Layer):
         flops = 2.0 * o * rows * ho * per_row
 
         def weight_grad(start, stop):  # sum over this range's blocks of dY_block cols_block^T
-            scratch, dw = np.empty(rows * min(block, stop - start) * per_row, xp.dtype), 0
-            for i in range(start, stop, block):
-                part = windows[:, :, :, i:min(i + block, stop)]
-                cols = scratch[:part.size].reshape(part.shape)
-                cols[...] = part
-                dw = dw + g[:, i * per_row:(i + part.shape[3]) * per_row] @ cols.reshape(rows, -1).T
-            return dw
-        partial = parallel.run([lambda s=s, e=e: weight_grad(s, e) for s, e in parallel.split(ho, flops)])
+            blocks = _im2col_blocks(windows, start, stop, block)
+            return sum(g[:, columns] @ cols.T for columns, cols in blocks)
+        partial = parallel.run([lambda lo=lo, hi=hi: weight_grad(lo, hi) for lo, hi in parallel.split(ho, flops)])
         self.weight.accumulate(sum(partial[1:], partial[0]).reshape(self.weight.data.shape))
         self.bias.accumulate(g.sum(axis=1))
         if not input_grad:
@@ -143,11 +149,12 @@ class Conv2D(Layer):
         # dcols = Wm^T dY as one product (split over the threads by columns): in blocks, its
         # inner dimension (O) is too short for the product to run fast.
         wm, _ = self._weights(g.dtype)
-        if self._scratch is None or self._scratch.size < rows * ho * per_row or self._scratch.dtype != g.dtype:
+        size = rows * ho * per_row
+        if self._scratch is None or self._scratch.size < size or self._scratch.dtype != g.dtype:
             # Kept from step to step: a fresh array of tens of MB costs milliseconds of page
             # faults each time it is first written.
-            self._scratch = np.empty(rows * ho * per_row, g.dtype)
-        dcols = self._scratch[:rows * ho * per_row].reshape(rows, ho * per_row)
+            self._scratch = np.empty(size, g.dtype)
+        dcols = self._scratch[:size].reshape(rows, ho * per_row)
         dcols = parallel.matmul(wm.T, g, out=dcols).reshape(c, k, k, ho, wo, n)
         dxp = np.zeros((c, hp, wp, n), g.dtype)
 
