@@ -74,6 +74,13 @@ def test_wrong_input_names_the_layer_and_expected_shape(layer, x, expected):
         layer.forward(x)
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_wrong_input_to_a_network_reports_the_callers_shape(training):
+    net = nn.Sequential(nn.Conv2D(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Dense(8 * 26 * 26, 10))
+    with pytest.raises(ValueError, match=r"Conv2D.*\(N, 3, H, W\).*\(16, 1, 28, 28\)"):
+        net.forward(np.zeros((16, 1, 28, 28), np.float32), training=training)
+
+
 def test_empty_batch_inference():
     net = nn.Sequential(nn.Conv2D(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2D(2), nn.Flatten(), nn.Dense(8, 3))
     assert net.forward(np.zeros((0, 1, 4, 4), np.float32)).shape == (0, 3)

@@ -202,9 +202,12 @@ class Sequential:
         key = (x.shape[1:], x.dtype, tuple(map(id, self.layers)))
         if self._cost[0] != key:
             h, flops = np.zeros((1,) + x.shape[1:], x.dtype), 0
-            for layer in self.layers:
-                h = layer.forward(h)
-                flops += 2 * sum(p.data.size for p in layer.parameters()) * int(np.prod(h.shape[2:])) + h.size
+            try:
+                for layer in self.layers:
+                    h = layer.forward(h)
+                    flops += 2 * sum(p.data.size for p in layer.parameters()) * int(np.prod(h.shape[2:])) + h.size
+            except ValueError:  # a wrong input: the pass itself will say so, with the caller's shape
+                return 0
             self._cost = (key, flops)
         return self._cost[1]
 

@@ -5,7 +5,7 @@ the next product), but everything between products (im2col copies, activations, 
 col2im) runs on one core. For such work the engine splits large blocks over a small pool of
 its own threads: a range of a convolution's output rows, a range of channels, half of a batch.
 NumPy releases the GIL inside these operations, so the threads run side by side. A hand-off to
-a Python thread costs 25-125 us, so only blocks of about half a millisecond per thread are split;
+a Python thread costs 25-125 us, so only blocks of half a millisecond or more per thread are split;
 while they run, BLAS is held at one thread (the engine's threads call it), and it gets its
 threads back afterwards.
 
