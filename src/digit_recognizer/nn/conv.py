@@ -140,7 +140,8 @@ class Conv2D(Layer):
         def weight_grad(start, stop):  # sum over this range's blocks of dY_block cols_block^T
             blocks = _im2col_blocks(windows, start, stop, block)
             return sum(g[:, columns] @ cols.T for columns, cols in blocks)
-        partial = parallel.run([lambda lo=lo, hi=hi: weight_grad(lo, hi) for lo, hi in parallel.split(ho, flops)])
+        partial = parallel.run([lambda lo=lo, hi=hi: weight_grad(lo, hi)
+                                for lo, hi in parallel.split(ho, flops)])
         self.weight.accumulate(sum(partial[1:], partial[0]).reshape(self.weight.data.shape))
         self.bias.accumulate(g.sum(axis=1))
         if not input_grad:

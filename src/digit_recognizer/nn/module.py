@@ -205,7 +205,8 @@ class Sequential:
             try:
                 for layer in self.layers:
                     h = layer.forward(h)
-                    flops += 2 * sum(p.data.size for p in layer.parameters()) * int(np.prod(h.shape[2:])) + h.size
+                    params = sum(p.data.size for p in layer.parameters())
+                    flops += 2 * params * int(np.prod(h.shape[2:])) + h.size
             except ValueError:  # a wrong input: the pass itself will say so, with the caller's shape
                 return 0
             self._cost = (key, flops)
