@@ -143,12 +143,13 @@ def run(tasks: list) -> list:
 
 
 def split(n: int, work: float, min_work: float | None = None) -> list[tuple[int, int]]:
-    """range(n) as contiguous (start, stop) parts: one per thread if ``work`` >= ``min_work``
-    (default MIN_PARALLEL_FLOPS) per thread, else the whole range."""
+    """range(n) as contiguous (start, stop) parts, as many as there are threads but each with
+    at least ``min_work`` (default MIN_PARALLEL_FLOPS) of the ``work``; one part if fewer than two."""
     threads = _num_threads or get_num_threads()
-    if threads == 1 or work < (MIN_PARALLEL_FLOPS if min_work is None else min_work) * threads:
+    min_work = MIN_PARALLEL_FLOPS if min_work is None else min_work
+    if threads == 1 or work < 2 * min_work:
         return [(0, n)]
-    parts = min(n, threads)
+    parts = max(1, int(min(n, threads, work // max(min_work, 1e-300))))
     return [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
 
 
