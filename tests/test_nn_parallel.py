@@ -42,6 +42,16 @@ def test_set_num_threads_sets_blas_too(threads):
     assert nn.get_num_threads() == 2 and set(blas_threads()) == {2}
 
 
+def test_split_gives_every_part_at_least_the_minimum_work(threads):
+    nn.set_num_threads(4)
+    assert parallel.split(10, 1e9, 1e8) == [(0, 2), (2, 5), (5, 7), (7, 10)]  # one part per thread
+    assert parallel.split(10, 2.5e8, 1e8) == [(0, 5), (5, 10)]  # work for two parts only
+    assert parallel.split(10, 1.9e8, 1e8) == [(0, 10)]
+    assert parallel.split(3, 1e12, 1e8) == [(0, 1), (1, 2), (2, 3)]  # no more parts than items
+    nn.set_num_threads(1)
+    assert parallel.split(10, 1e12, 1e8) == [(0, 10)]
+
+
 def test_blas_runs_at_one_thread_inside_split_work_and_gets_its_threads_back(threads):
     nn.set_num_threads(2)
     inside = parallel.run([blas_threads, blas_threads])
