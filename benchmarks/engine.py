@@ -42,7 +42,6 @@ from digit_recognizer import nn  # noqa: E402
 
 nn.set_num_threads(ARGS.threads)  # BLAS and the engine's own threads
 
-
 if not ARGS.profile:
     import torch
     torch.set_num_threads(ARGS.threads)
@@ -211,8 +210,9 @@ def main():
     if ARGS.profile:
         return profile(ARGS.profile, ARGS.batch)
     batch = ARGS.batch
-    print(f"batch {batch}, threads: engine {nn.get_num_threads()}, torch {torch.get_num_threads()}; numpy {np.__version__}, "
-          f"torch {torch.__version__}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    coretype = os.environ.get("OPENBLAS_CORETYPE", "(unset)")
+    print(f"batch {batch}, threads: engine {nn.get_num_threads()}, torch {torch.get_num_threads()}; "
+          f"numpy {np.__version__}, torch {torch.__version__}, OPENBLAS_CORETYPE={coretype}")
     try:
         import threadpoolctl
         for info in threadpoolctl.threadpool_info():

@@ -9,8 +9,8 @@
     opt = nn.Adam(net.parameters(), lr=1e-3); opt.step(); opt.zero_grad()
 
 Weights are laid out as in PyTorch (Dense (out, in), Conv2D (out, in, kh, kw)) and
-``state_dict()`` uses torch.nn.Sequential's keys. It depends on NumPy alone (and threadpoolctl,
-to keep BLAS at one thread while the engine runs its own: see ``parallel``).
+``state_dict()`` uses torch.nn.Sequential's keys. It depends on NumPy, and on threadpoolctl to
+hold BLAS at one thread while the engine's own threads work (see ``parallel``).
 """
 
 from . import init, schedules
@@ -20,8 +20,8 @@ from .layers import Dense, Dropout, Flatten
 from .losses import log_softmax, mse_loss, softmax, softmax_cross_entropy
 from .module import Layer, Parameter, Sequential
 from .normalization import BatchNorm1D, BatchNorm2D
-from .parallel import get_num_threads, set_num_threads
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, clip_grad_norm
+from .parallel import get_num_threads, set_num_threads
 from .rng import get_rng_state, manual_seed, set_rng_state
 from .schedules import CosineLR, LinearWarmup, OneCycleLR, StepLR
 

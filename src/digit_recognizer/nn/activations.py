@@ -4,8 +4,8 @@ import math
 
 import numpy as np
 
-from .losses import softmax
 from . import parallel
+from .losses import softmax
 from .module import Layer, check_input, memory_order, with_order
 
 
