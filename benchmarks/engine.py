@@ -213,13 +213,11 @@ def main():
     coretype = os.environ.get("OPENBLAS_CORETYPE", "(unset)")
     print(f"batch {batch}, threads: engine {nn.get_num_threads()}, torch {torch.get_num_threads()}; "
           f"numpy {np.__version__}, torch {torch.__version__}, OPENBLAS_CORETYPE={coretype}")
-    try:
-        import threadpoolctl
-        for info in threadpoolctl.threadpool_info():
-            print(f"  numpy BLAS: {info['internal_api']} {info.get('version')} {info.get('architecture')}, "
-                  f"{info['num_threads']} threads")
-    except ImportError:
-        pass
+    import threadpoolctl  # a dependency of the engine
+    for info in threadpoolctl.threadpool_info():
+        if info["user_api"] == "blas":
+            print(f"  BLAS: {info['internal_api']} {info.get('version')} {info.get('architecture')} "
+                  f"({info['filepath'].rsplit('/', 1)[-1]}), {info['num_threads']} threads")
     print(f"{ARGS.reps} interleaved repetitions of ~{ARGS.seconds}s each; medians, [min-max]\n")
 
     header = (f"{'network':8} {'mode':6} {'engine img/s':>22} {'torch img/s':>22} {'ratio':>6} "
