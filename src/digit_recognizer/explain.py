@@ -66,6 +66,16 @@ def input_gradient(net, x: np.ndarray, class_index) -> tuple[np.ndarray, np.ndar
     return scores, grad
 
 
+def layer_outputs(net, x: np.ndarray) -> list[tuple[object, np.ndarray]]:
+    """(layer, its output) for every layer, in order, in inference mode, for normalised
+    input x (N, 1, 28, 28); the last output is the logits (a trailing Softmax is left out)."""
+    outputs = []
+    for layer in _score_layers(net):
+        x = layer.forward(x, training=False)
+        outputs.append((layer, x))
+    return outputs
+
+
 def first_layer_activations(net, x: np.ndarray) -> np.ndarray:
     """Output of the first weight layer (Conv2D or Dense) and the elementwise layers after it.
 

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 from digit_recognizer import __version__
 from digit_recognizer.errors import DigitsError
 from digit_recognizer.serve.inference import Predictor
+from digit_recognizer.serve.inside import run_explanation
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # a large phone photo; anything bigger is refused with 413
@@ -59,6 +60,35 @@ class Prediction(Reading):
     digits: list[Reading] | None = Field(None, description="one reading per digit, for an image with several")
     probabilities: list[float] = Field(description="every class's probability (of the first digit)")
     image: str = Field(description="the 28x28 input(s) the network saw: a data:image/png;base64 URL")
+
+
+class Step(BaseModel):
+    name: str = Field(description="file-name part of the step, as `digits predict --show-steps` writes it")
+    label: str = Field(description="what the picture shows")
+    image: str = Field(description="a data:image/png;base64 URL")
+
+
+class LayerView(BaseModel):
+    index: int = Field(description="position of the layer in the network")
+    type: str = Field(description="the engine's layer class, e.g. Conv2D")
+    label: str = Field(description="the layer and its settings in words")
+    shape: list[int] = Field(description="its output for this image: [channels, height, width] or [features]")
+    min: float
+    max: float
+    role: str = Field(description='"logits" for the last layer (the class scores), else "hidden"')
+    maps: str | None = Field(None, description="feature maps as one PNG of tiles (a data: URL), "
+                                               "scaled by the layer's largest magnitude")
+    values: list[float] | None = Field(None, description="the output vector, for a dense layer")
+
+
+class Explanation(Prediction):
+    """``/api/predict``'s answer, plus what happens inside the network for the first digit read."""
+
+    steps: list[Step] = Field(description="the preprocessing steps as pictures")
+    input: str = Field(description="the 28x28 input of the explained digit (data: URL)")
+    saliency: str = Field(description="| d score / d pixel | of the predicted class over the input (data: URL)")
+    explained: dict = Field(description='{"digit": predicted class, "position": which digit of the number}')
+    layers: list[LayerView] = Field(description="every layer's output, in order")
 
 
 class Error(BaseModel):
@@ -238,5 +268,23 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
     ):
         source = await _read_source(request)
         return Response(await predictor(source, top_k), media_type="application/json")
+
+    @app.post(
+        "/api/explain",
+        summary="Look inside the network while it reads an image",
+        description="The same reading as `/api/predict`, plus the preprocessing steps, the saliency map "
+                    "and every layer's output for the first digit, from the engine's own forward and "
+                    "backward passes.",
+        response_model=None,
+        responses={200: {"model": Explanation}, 400: {"model": Error}, 413: {"model": Error},
+                   415: {"model": Error}, 422: {"model": Error}},
+        openapi_extra={"requestBody": body_doc},
+    )
+    async def explain_route(
+        request: Request,
+        top_k: Annotated[int, Query(ge=1, le=n_classes, description="how many classes to list")] = 3,
+    ):
+        source = await _read_source(request)
+        return Response(await predictor(source, top_k, task=run_explanation), media_type="application/json")
 
     return app

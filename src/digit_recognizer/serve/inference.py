@@ -44,7 +44,11 @@ def run_prediction(model, source, top_k: int) -> dict:
     ``predict_image`` is ``extract`` then ``read``; the two steps are spelled out here
     to keep the extraction and the probabilities, without preprocessing twice.
     """
-    extraction = preprocess.extract(source)
+    return read_extraction(model, preprocess.extract(source), top_k)
+
+
+def read_extraction(model, extraction: preprocess.Extraction, top_k: int) -> dict:
+    """``run_prediction`` for an image already through preprocessing."""
     probs = np.asarray(model.predict_proba(extraction.pool))
     result = predict.read(model, extraction, top_k, probs=probs)
     result["probabilities"] = [round(float(p), 4) for p in probs[extraction.indices[0]]]
@@ -127,19 +131,21 @@ class Predictor:
                 self._executor = self._start()
             return self._executor
 
-    async def __call__(self, source, top_k: int) -> bytes:
+    async def __call__(self, source, top_k: int, task: Callable | None = None) -> bytes:
+        """JSON bytes of ``task(model, source, top_k)``; ``task`` defaults to the predictor's own."""
+        task = task or self.task
         executor = self._executor or await asyncio.to_thread(self.start)
         loop = asyncio.get_running_loop()
         if self.workers == 0:
-            return await loop.run_in_executor(executor, _answer, self.task, self.model, source, top_k)
+            return await loop.run_in_executor(executor, _answer, task, self.model, source, top_k)
         try:
-            return await loop.run_in_executor(executor, _answer_in_worker, self.task, source, top_k)
+            return await loop.run_in_executor(executor, _answer_in_worker, task, source, top_k)
         except BrokenProcessPool:
             pass
         # A worker died (killed, out of memory): start a fresh pool and try once more.
         executor = await asyncio.to_thread(self.start, executor)
         try:
-            return await loop.run_in_executor(executor, _answer_in_worker, self.task, source, top_k)
+            return await loop.run_in_executor(executor, _answer_in_worker, task, source, top_k)
         except BrokenProcessPool:
             raise DigitsError("the prediction worker stopped while reading this image") from None
 
