@@ -13,11 +13,13 @@ PIP_ARGS    ?=
 PYTEST_ARGS ?=
 DEMO_DIR    ?= runs/demo
 
-.PHONY: help install dev demo test clean
+.PHONY: help install dev demo test docs notebooks clean
 
 help:
 	@echo "make demo     create .venv, install, fetch MNIST, train a quick model, evaluate, predict"
 	@echo "make test     create .venv with the dev extras and torch, run the whole test suite"
+	@echo "make docs     build the documentation site into site/ (mkdocs --strict)"
+	@echo "make notebooks  install the notebooks extra and JupyterLab, open notebooks/"
 	@echo "make install  only create .venv with the package"
 	@echo "make clean    remove .venv, build outputs and $(DEMO_DIR)"
 
@@ -26,6 +28,14 @@ $(PY):
 
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install $(PIP_ARGS) -e .
+	touch $@
+
+$(VENV)/.installed-docs: pyproject.toml | $(PY)
+	$(PY) -m pip install $(PIP_ARGS) -e ".[docs]"
+	touch $@
+
+$(VENV)/.installed-notebooks: pyproject.toml | $(PY)
+	$(PY) -m pip install $(PIP_ARGS) -e ".[notebooks]" jupyterlab
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
@@ -50,5 +60,11 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+docs: $(VENV)/.installed-docs
+	$(PY) -m mkdocs build --strict
+
+notebooks: $(VENV)/.installed-notebooks
+	$(VENV)/bin/jupyter lab notebooks/
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache $(DEMO_DIR)
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache $(DEMO_DIR)

@@ -1,0 +1,85 @@
+"""The README and the documentation site: short, buildable, and in step with the benchmarks."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import publish  # noqa: E402
+
+
+def test_readme_is_short_and_starts_with_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme) <= 10_000
+    first_screen = "\n".join(readme.splitlines()[:25])
+    assert "make demo" in first_screen and "make test" in first_screen
+    assert ".venv/bin/activate" in readme and ".venv/bin/digits" in readme
+
+
+def test_site_builds_strict(tmp_path):
+    if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings") is None:
+        pytest.skip('the docs extra is not installed (pip install -e ".[docs]")')
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                            cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ,
+                                                                             "NO_MKDOCS_2_WARNING": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    reference = (tmp_path / "site" / "reference" / "index.html").read_text()
+    # the API reference is generated from the docstrings
+    assert 'id="digit_recognizer.nn.Conv2D"' in reference and "cross-correlation" in reference
+
+
+def test_every_nav_page_exists():
+    yaml = pytest.importorskip("yaml")
+
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=yaml.BaseLoader)
+    pages = [next(iter(entry.values())) for entry in config["nav"]]
+    for page in pages:
+        assert (ROOT / "docs" / page).is_file(), page
+
+
+def test_performance_page_is_up_to_date():
+    assert publish.main(["--check"]) == 0, "run python benchmarks/publish.py and commit docs/performance.md"
+
+
+def _document(**changes):
+    document = {"benchmark": "demo", "date": "2026-12-03", "command": "python benchmarks/demo.py --json x.json",
+                "machine": {"cpu": "Some CPU", "cores": 2, "memory_gib": 7.7, "python": "3.11.2", "numpy": "2.3.1"},
+                "blas": "openblas 0.3.29 Haswell, 2 threads", "columns": ["net", "img/s", "ratio"],
+                "rows": [["mlp", 42353.4, 2.031], ["cnn", 946.0, None]], "notes": "higher is better"}
+    document.update(changes)
+    return document
+
+
+def test_publish_renders_one_dated_table_per_benchmark(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "b.json").write_text(json.dumps(_document()))
+    (results / "a.json").write_text(json.dumps(_document(benchmark="alpha", columns=["x"], rows=[["a|b"]])))
+    out = tmp_path / "performance.md"
+    assert publish.main(["--results", str(results), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert page.index("## alpha") < page.index("## demo")
+    assert "Measured on 2026-12-03 with `python benchmarks/demo.py --json x.json`." in page
+    assert "- Machine: Some CPU, 2 cores, 7.7 GiB; Python 3.11.2, NumPy 2.3.1" in page
+    assert "- BLAS: openblas 0.3.29 Haswell, 2 threads" in page
+    assert "| net | img/s | ratio |\n|---|---:|---:|\n| mlp | 42353 | 2.031 |\n| cnn | 946 | - |" in page
+    assert "| a\\|b |" in page
+    assert publish.main(["--check", "--results", str(results), "--out", str(out)]) == 0
+    (results / "b.json").write_text(json.dumps(_document(date="2026-12-04")))
+    assert publish.main(["--check", "--results", str(results), "--out", str(out)]) == 1
+
+
+def test_publish_refuses_a_malformed_result(tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "bad.json").write_text(json.dumps(_document(rows=[["mlp", 1.0]])))
+    assert publish.main(["--results", str(results), "--out", str(tmp_path / "p.md")]) == 2
+    assert "a row has 2 cells for 3 columns" in capsys.readouterr().err
+    (results / "bad.json").write_text("{not json")
+    assert publish.main(["--results", str(results), "--out", str(tmp_path / "p.md")]) == 2
+    assert not (tmp_path / "p.md").exists()
