@@ -43,7 +43,12 @@ from digit_recognizer import nn  # noqa: E402
 nn.set_num_threads(ARGS.threads)  # BLAS and the engine's own threads
 
 if not ARGS.profile:
-    import torch
+    try:
+        import torch
+    except ImportError:
+        from digit_recognizer.extras import install_command
+        sys.exit(f"benchmarks/engine.py: error: the comparison needs torch: {install_command('torch')} "
+                 "(or --profile NET for the engine alone)")
     torch.set_num_threads(ARGS.threads)
 
 

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from digit_recognizer.cli import run_command
+from digit_recognizer.extras import run_script
 from digit_recognizer.cli.train import add_arguments, run
 
 PROG = "python src/train.py"
@@ -29,4 +30,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main, PROG))

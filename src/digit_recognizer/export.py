@@ -24,6 +24,7 @@ import numpy as np
 
 from digit_recognizer import __version__
 from digit_recognizer.errors import DigitsError
+from digit_recognizer.extras import install_command
 
 OPSET = 20  # the first opset with Gelu
 INPUT = "image"
@@ -122,7 +123,7 @@ def _import_onnx():
         import onnx
         from onnx import helper, numpy_helper
     except ImportError:
-        raise DigitsError("ONNX export needs the onnx package: pip install 'digit-recognizer[export]'") from None
+        raise DigitsError(f"ONNX export needs the onnx package: {install_command('export')}") from None
     return onnx, helper, numpy_helper
 
 

@@ -48,6 +48,7 @@ def default_workers() -> int:
 def run(args) -> int:
     from digit_recognizer import modelfile
     from digit_recognizer.errors import DigitsError
+    from digit_recognizer.extras import install_command
 
     try:
         import uvicorn
@@ -55,8 +56,7 @@ def run(args) -> int:
         from digit_recognizer.serve.app import create_app, one_thread
     except ImportError as error:
         raise DigitsError(
-            f"digits serve needs the serve extra ({error.name} is missing): "
-            "pip install 'digit-recognizer[serve]'"
+            f"digits serve needs the serve extra ({error.name} is missing): {install_command('serve')}"
         ) from None
 
     model = modelfile.load(args.model)  # a bad model file is one clear error, before any worker starts
