@@ -201,3 +201,20 @@ def make_screenshot(out: str, digit: int = 3) -> None:
 
 if __name__ == "__main__":
     make_screenshot(sys.argv[1] if len(sys.argv) > 1 else os.path.join("docs", "screenshot.png"))
+
+
+def test_api_docs_render_offline(browser, server):
+    """/docs (Swagger UI) renders with nothing but the server reachable, under its CSP."""
+    page = browser.new_page()
+    problems = []
+    page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server)
+               else (problems.append(f"fetched from elsewhere: {route.request.url}"), route.abort()))
+    page.goto(server + "/docs")
+    from playwright.sync_api import expect
+
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("digit-recognizer", timeout=20_000)
+    expect(page.locator(".opblock-summary-path", has_text="/api/predict").first).to_be_visible()
+    page.close()
+    assert not problems

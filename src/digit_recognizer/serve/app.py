@@ -5,13 +5,20 @@ the function behind ``digits predict``, so the page, the API and the CLI agree t
 last digit. Predictions run in worker processes or a thread (``inference.Predictor``),
 never on the event loop, which keeps reading requests meanwhile.
 
-Errors are JSON ``{"error": "one line"}`` with a 4xx status: 413 for a body
+For operations: ``GET /metrics`` (Prometheus, see ``metrics``), ``GET /api/health``
+(liveness) and ``GET /api/ready`` (readiness: 503 until the workers are up), and an
+optional API key (``access``).
+
+Errors are JSON ``{"error": "one line"}`` with a 4xx status: 401 for a missing API key, 413 for a body
 over the upload limit, 415 for a body that is neither an upload nor JSON, 400
 for a malformed multipart body, 422 for an unreadable image, an image without
 a digit or malformed pixels. A 500 would be a bug.
 """
 
 import asyncio
+import base64
+import hashlib
+import re
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
@@ -19,18 +26,24 @@ from typing import Annotated
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from digit_recognizer import __version__
 from digit_recognizer.errors import DigitsError
+from digit_recognizer.serve import access
+from digit_recognizer.serve.access import ApiKey
 from digit_recognizer.serve.inference import Predictor
 from digit_recognizer.serve.inside import run_explanation
+from digit_recognizer.serve.metrics import Metrics, RequestMetrics
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # a large phone photo; anything bigger is refused with 413
+# Training settings that name the trainer's machine (its folders), not the model: kept from /api/model.
+LOCAL_SETTINGS = {"data_dir", "out", "resume"}
 PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
 
 Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
@@ -89,6 +102,27 @@ class Explanation(Prediction):
     saliency: str = Field(description="| d score / d pixel | of the predicted class over the input (data: URL)")
     explained: dict = Field(description='{"digit": predicted class, "position": which digit of the number}')
     layers: list[LayerView] = Field(description="every layer's output, in order")
+
+
+def _docs_page(title: str) -> tuple[str, str]:
+    """The /docs page (Swagger UI, served from the package: it works offline) and the
+    Content-Security-Policy that lets exactly its scripts run: the bundle from 'self' and
+    the one inline script that starts it, by its hash."""
+    html = get_swagger_ui_html(
+        openapi_url="/openapi.json", title=f"{title} - API docs",
+        swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+        swagger_css_url="/static/swagger-ui/swagger-ui.css",
+        swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
+        swagger_ui_parameters={"validatorUrl": None},  # else a badge image from the validator's site
+    ).body.decode()
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+        for script in re.findall(r"<script>(.*?)</script>", html, re.S)
+    )
+    # Swagger UI sets style attributes as it renders: 'unsafe-inline' for styles only.
+    policy = (f"default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+              "img-src 'self' data:; object-src 'none'; base-uri 'none'")
+    return html, policy
 
 
 class Error(BaseModel):
@@ -178,11 +212,14 @@ def one_thread() -> None:
     nn.set_num_threads(1)
 
 
-def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               api_key: str | None = None) -> FastAPI:
     """The web app serving ``model`` (a ``modelfile.Model``). Predictions run in ``workers``
-    processes, or with ``workers=0`` in one thread of this process (see ``inference``)."""
+    processes, or with ``workers=0`` in one thread of this process (see ``inference``).
+    ``api_key``: require it on the API (see ``access``); None leaves the API open."""
     n_classes = len(model.classes)
     predictor = Predictor(model, workers)
+    metrics = Metrics(predictor)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -195,9 +232,17 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
         version=__version__,
         description="Handwritten-digit recognition. Draw at `/`, or POST an image to `/api/predict`.",
         lifespan=lifespan,
+        docs_url=None,  # served below, from the package
+        redoc_url=None,
     )
     app.state.predictor = predictor
+    app.state.metrics = metrics
+    # The last added runs first: metrics see every answer, the key is checked before a body is read.
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
+    if api_key:
+        app.add_middleware(ApiKey, key=api_key)
+        access.document(app)
+    app.add_middleware(RequestMetrics, metrics=metrics, routes=app.router.routes)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(DigitsError)
@@ -224,13 +269,33 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
         # The page loads nothing from elsewhere, and the browser is told to hold it to that.
         return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
 
-    @app.get("/api/health", summary="Liveness check")
+    docs_html, docs_policy = _docs_page(app.title)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return HTMLResponse(docs_html, headers={"Content-Security-Policy": docs_policy})
+
+    @app.get("/api/health", summary="Liveness check: the server answers")
     async def health():
         return {"status": "ok", "version": __version__}
+
+    @app.get("/api/ready", summary="Readiness check: the model is loaded and the workers are up",
+             responses={503: {"model": Error}})
+    async def ready():
+        if not predictor.ready():
+            return _error(503, "not ready: the prediction workers are starting or being replaced")
+        return {"status": "ready", "workers": predictor.workers}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics():
+        text, media_type = metrics.exposition()
+        return Response(text, media_type=media_type)
 
     @app.get("/api/model", summary="The model being served")
     async def model_info():
         meta = model.metadata
+        training = {key: value for key, value in (meta.get("training") or {}).items()
+                    if key not in LOCAL_SETTINGS}
         return {
             "name": meta.get("name"),
             "architecture": meta.get("spec"),
@@ -239,8 +304,8 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
             "dataset": meta.get("dataset"),
             "normalization": {"mean": meta.get("mean"), "std": meta.get("std")},
             "metrics": meta.get("metrics"),
+            "training": training or None,
             "version": meta.get("version"),
-            "command": meta.get("command"),
         }
 
     body_doc = {
@@ -267,7 +332,13 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
         top_k: Annotated[int, Query(ge=1, le=n_classes, description="how many classes to list")] = 3,
     ):
         source = await _read_source(request)
-        return Response(await predictor(source, top_k), media_type="application/json")
+        try:
+            answer = await predictor(source, top_k)
+        except DigitsError:
+            metrics.prediction_errors.inc()
+            raise
+        metrics.count_answer(answer)
+        return Response(answer, media_type="application/json")
 
     @app.post(
         "/api/explain",
