@@ -1,4 +1,8 @@
-"""`digits serve [--model MODEL] [--host 127.0.0.1] [--port 8000] [--workers N]`."""
+"""`digits serve [--model MODEL] [--host 127.0.0.1] [--port 8000] [--workers N] [--api-key KEY]`.
+
+uvicorn stops gracefully on SIGTERM or Ctrl+C: it stops accepting connections,
+finishes the requests in flight, then the worker processes are stopped.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,10 @@ def register(subparsers):
                    help="processes that run predictions, each with its own copy of the model; 0 runs "
                         "them in a thread of the server process (default: one per core, at most 8, "
                         "0 on one core: %(default)s here)")
+    p.add_argument("--api-key", metavar="KEY", default=os.environ.get("DIGITS_API_KEY") or None,
+                   help="require this key on the API (as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'); "
+                        "the page, /docs, /metrics and the health checks stay open (default: "
+                        "$DIGITS_API_KEY, which keeps the key out of the process list; unset: no key)")
     p.set_defaults(func=run)
 
 
@@ -72,7 +80,7 @@ def run(args) -> int:
     except (OSError, OverflowError) as error:
         reason = getattr(error, "strerror", None) or error
         raise DigitsError(f"cannot listen on {args.host}:{args.port}: {reason}") from None
-    app = create_app(model, workers=args.workers)
+    app = create_app(model, workers=args.workers, api_key=args.api_key)
     app.state.predictor.start()  # the worker processes load the model before "serving on"
     host, port = sock.getsockname()[:2]
     host = f"[{host}]" if ":" in host else host  # an IPv6 address

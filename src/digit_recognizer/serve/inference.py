@@ -96,6 +96,7 @@ class Predictor:
         self.model, self.task, self.workers = model, task or run_prediction, workers
         self._executor: Executor | None = None
         self._lock = threading.Lock()  # one start at a time (held in a thread, not on the loop)
+        self.restarts = 0  # broken pools replaced (a worker died): exported by /metrics
 
     def _start(self) -> Executor:
         if self.workers == 0:
@@ -127,9 +128,22 @@ class Predictor:
             if broken is not None and self._executor is broken:
                 broken.shutdown(wait=False, cancel_futures=True)
                 self._executor = None
+                self.restarts += 1
             if self._executor is None:
                 self._executor = self._start()
             return self._executor
+
+    def ready(self) -> bool:
+        """Started, and (with worker processes) every worker alive: the readiness check."""
+        executor = self._executor
+        if executor is None:
+            return False
+        if self.workers == 0:
+            return True
+        # ProcessPoolExecutor keeps no public list of its processes; a pool missing one is broken.
+        processes = dict(getattr(executor, "_processes", None) or {})
+        return (not getattr(executor, "_broken", False) and len(processes) == self.workers
+                and all(process.is_alive() for process in processes.values()))
 
     async def __call__(self, source, top_k: int, task: Callable | None = None) -> bytes:
         """JSON bytes of ``task(model, source, top_k)``; ``task`` defaults to the predictor's own."""
