@@ -37,7 +37,7 @@ def test_json_is_one_document_with_the_contract_fields(capsys, model_path, mnist
     assert result["n"] == len(labels) == 10_000
     assert result["accuracy"] == pytest.approx(np.mean(predicted == labels))
     assert [row["digit"] for row in result["per_class"]] == list(range(10))
-    assert set(result["per_class"][0]) == {"digit", "precision", "recall", "f1", "support"}
+    assert set(result["per_class"][0]) == {"digit", "class", "precision", "recall", "f1", "support"}
     assert [row["support"] for row in result["per_class"]] == np.bincount(labels, minlength=10).tolist()
     cm = np.array(result["confusion_matrix"])
     assert cm.shape == (10, 10) and cm.sum() == 10_000 and np.trace(cm) == np.sum(predicted == labels)

@@ -62,8 +62,8 @@ def test_saliency_of_the_real_pipeline_matches_finite_differences(model_path, se
 
 
 @pytest.mark.parametrize("make, argv_tail, message", [
-    (lambda d: d / "missing.png", [], "missing.png"),
-    (lambda d: Image.new("L", (50, 50), 255).save(d / "blank.png") or d / "blank.png", [], "no digit found"),
+    (lambda d: d / "missing.png", [], "missing.png: no such file"),
+    (lambda d: Image.new("L", (50, 50), 255).save(d / "blank.png") or d / "blank.png", [], "blank.png: no digit found"),
     (None, ["--out", "figure.xyz"], "cannot save a figure"),
 ])
 def test_bad_input_is_a_one_line_error(capsys, model_path, seven, tmp_path, make, argv_tail, message):

@@ -171,7 +171,7 @@ def test_cli_errors_are_one_line(model_file, tmp_path, capsys):
     assert cli.main(["predict", "--model", str(model_file), str(tmp_path / "five.png"), str(tmp_path / "x.png")]) == 1
     captured = capsys.readouterr()
     assert captured.out.startswith(str(tmp_path / "five.png"))
-    assert captured.err.strip() == f"digits: error: {tmp_path / 'x.png'}: no such file: {tmp_path / 'x.png'}"
+    assert captured.err.strip() == f"digits: error: {tmp_path / 'x.png'}: no such file"
     (tmp_path / "taken").write_text("a file where the steps folder should go")
     args = ["predict", "--model", str(model_file), str(tmp_path / "five.png"), "--show-steps", str(tmp_path / "taken")]
     assert cli.main(args) == 1
@@ -214,3 +214,28 @@ def test_shipped_model_on_realistic_images(shipped, mnist_test, tmp_path):
     singles = sum(score[c][0] for c in generate.SINGLE) / sum(score[c][1] for c in generate.SINGLE)
     numbers = sum(score[c][0] for c in generate.NUMBERS) / sum(score[c][1] for c in generate.NUMBERS)
     assert singles >= 0.93 and numbers >= 0.85, realworld.table(score)
+
+
+def test_json_output_is_one_line_per_input(model_file, tmp_path, capsys):
+    drawn("5").save(tmp_path / "five.png")
+    drawn("12", size=(400, 240)).save(tmp_path / "twelve.png")
+    assert cli.main(["predict", "--model", str(model_file), "--json", "--top-k", "2",
+                     str(tmp_path / "five.png"), str(tmp_path / "twelve.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "[" and lines[-1] == "]" and len(lines) == 4  # a top-k pair stays on its line
+    results = json.loads("\n".join(lines))
+    assert [Path(r["path"]).name for r in results] == ["five.png", "twelve.png"]
+
+
+def test_a_model_of_named_classes_reports_names(tmp_path, capsys):
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    nn.manual_seed(0)
+    meta = {"spec": SPEC, "mean": 0.29, "std": 0.35, "classes": names, "dataset": "fashion-mnist"}
+    path = modelfile.save(tmp_path / "fashion.safetensors", models.build(SPEC), meta)
+    drawn("5").save(tmp_path / "five.png")
+    assert cli.main(["predict", "--model", str(path), "--json", str(tmp_path / "five.png")]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["class"] == names[result["digit"]]
+    assert all(name in names for name, _ in result["top_k"]) and result["top_k"][0][0] == result["class"]
+    assert cli.main(["predict", "--model", str(path), str(tmp_path / "five.png")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'five.png'}: {result['class']} (")

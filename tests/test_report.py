@@ -145,3 +145,21 @@ def test_architecture_rows_give_shapes_and_parameter_counts():
     html_page = report.render_html(evaluation.metrics_from_predictions([0, 1], np.eye(10)[:2], DIGITS),
                                    model=type("M", (), {"net": net, "metadata": {}})())
     assert "7,898 trainable parameters in 6 layers" in html_page
+
+
+def test_training_report_leads_with_its_curves_and_folds_the_settings(tmp_path, evaluated):
+    model, images, labels, metrics = evaluated
+    settings = {"epochs": 4, "augment": False, "augmentation": {"rotation": 10.0, "shift": 2.0}}
+    (tmp_path / "config.json").write_text(json.dumps({"settings": settings, "classes": DIGITS, "mean": 0.13,
+                                                      "command": "digits train", "seed": 0}))
+    report.write_run_artifacts(tmp_path, HISTORY, metrics, images, labels, model, title="Training report")
+    page = (tmp_path / "report.html").read_text()
+    assert "<h1>Training report</h1>" in page and "Evaluation report" not in page
+    assert page.index("Training curves") < page.index("Per-class results") < page.index("Training settings")
+    assert "<details><summary><strong>Training settings</strong> (3)</summary>" in page  # epochs, augment, seed
+    assert "augmentation.rotation" not in page  # augmentation was off
+    settings["augment"] = True
+    (tmp_path / "config.json").write_text(json.dumps({"settings": settings}))
+    report.write_run_artifacts(tmp_path, HISTORY, metrics, images, labels, model)
+    page = (tmp_path / "report.html").read_text()
+    assert "<h1>Evaluation report</h1>" in page and "settings.augmentation.rotation" in page

@@ -205,12 +205,13 @@ def test_classic_train_script_trains(mnist_data_dir, tmp_path):
     result = subprocess.run(
         [sys.executable, ROOT / "src" / "train.py", "--epochs", "1", "--batch_size", "64",
          "--learning_rate", "0.001", "--model", "mlp", "--limit", "1000", "--data_dir",
-         mnist_data_dir, "--out", out, "--quiet"],
+         mnist_data_dir, "--out", out],
         env=_env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     config = modelfile.load(out / "model.safetensors").metadata["training"]
     assert (config["batch_size"], config["learning_rate"], config["epochs"]) == (64, 0.001, 1)
-    assert str(out / "report.html") in result.stdout
+    assert f"1 epoch -> {out}" in result.stderr
+    assert (result.stdout + result.stderr).count(str(out / "report.html")) == 1  # the report is named once
 
 
 def test_classic_train_script_reports_errors_in_one_line(tmp_path):

@@ -62,17 +62,13 @@ def scores_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
 
 
-def class_label(name: str):
-    """How a class is reported: ``7`` (int) for digit classes, the name otherwise ("Sneaker")."""
-    return int(name) if str(name).isdigit() else str(name)
-
-
 def metrics_from_predictions(labels, proba: np.ndarray, classes: list[str]) -> dict:
     """All metrics from true labels (N,) and predicted probabilities (N, K).
 
     Returns a JSON-ready dict: ``n``, ``accuracy``, ``loss`` (mean cross-entropy
     -log p[true]), ``macro_avg`` and ``weighted_avg`` ({precision, recall, f1}),
-    ``per_class`` ([{digit, precision, recall, f1, support}], one per class in order),
+    ``per_class`` ([{digit, class, precision, recall, f1, support}], one per class in order;
+    ``class`` is the class's name, ``digit`` its value, present only when every class is a digit),
     ``confusion_matrix`` (counts) and ``confusion_matrix_normalized`` (rows sum to 1),
     ``classes`` and ``misclassified`` ([{index, true, predicted, confidence}] with class
     indices, most confident mistakes first; ``confidence`` is p[predicted]).
@@ -93,6 +89,7 @@ def metrics_from_predictions(labels, proba: np.ndarray, classes: list[str]) -> d
     loss = float(-np.log(np.clip(proba[rows, labels], _LOG_FLOOR, 1.0)).mean())
 
     weights = scores["support"] / labels.size
+    digit_classes = all(str(name).isdigit() for name in classes)  # "digit" only where classes are digits
     names = ("precision", "recall", "f1")
     wrong = np.flatnonzero(predicted != labels)
     # Most confident mistakes first: those are the interesting ones to look at.
@@ -106,7 +103,8 @@ def metrics_from_predictions(labels, proba: np.ndarray, classes: list[str]) -> d
         "weighted_avg": {k: float((scores[k] * weights).sum()) for k in names},
         "per_class": [
             {
-                "digit": class_label(name),
+                **({"digit": int(name)} if digit_classes else {}),
+                "class": str(name),
                 "precision": float(scores["precision"][k]),
                 "recall": float(scores["recall"][k]),
                 "f1": float(scores["f1"][k]),

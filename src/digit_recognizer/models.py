@@ -30,6 +30,7 @@ layers, and checks that the network maps a (N, 1, 28, 28) batch to
 from __future__ import annotations
 
 import copy
+import inspect
 import sys
 from pathlib import Path
 
@@ -118,6 +119,17 @@ ARCHITECTURES: dict[str, list[dict]] = {
 
 def _make_layer(index: int, layer: dict):
     kwargs = {k: v for k, v in layer.items() if k != "type"}
+    cls = getattr(nn, layer["type"])
+    parameters = inspect.signature(cls).parameters
+    accepted = [name for name in parameters if name != "rng"]
+    unknown = [name for name in kwargs if name not in accepted]
+    if unknown:
+        takes = f"takes {', '.join(accepted)}" if accepted else "takes no arguments"
+        raise DigitsError(f"layer {index} ({layer['type']}): unknown argument {', '.join(map(repr, unknown))}; "
+                          f"{layer['type']} {takes}")
+    missing = [name for name, p in parameters.items() if p.default is p.empty and name not in kwargs]
+    if missing:
+        raise DigitsError(f"layer {index} ({layer['type']}): missing {', '.join(missing)}")
     try:
         return getattr(nn, layer["type"])(**kwargs)
     except (TypeError, ValueError) as error:
@@ -147,6 +159,9 @@ def _build_layers(spec, n_classes: int, input_shape) -> tuple[list[dict], list]:
     x = np.zeros((2, *input_shape), dtype=np.float32)
     for index, raw in enumerate(spec):
         layer = _check_layer(index, raw)
+        if layer["type"] == "Dense" and x.ndim != 2:
+            raise DigitsError(f"layer {index} (Dense) needs a flat input, but its input has shape "
+                              f"{tuple(x.shape[1:])} per image; add a Flatten layer before it")
         size_arg = _INPUT_SIZE_ARG.get(layer["type"])
         if size_arg and size_arg not in layer:
             layer[size_arg] = int(x.shape[1])

@@ -287,7 +287,7 @@ def plot_confusion_matrix(cm, classes, normalize: bool = False, title: str | Non
             spine.set_visible(False)
         # Annotate each cell; text is dark on the light (high) end of viridis, light elsewhere.
         cmap = mpl.colormaps[MATRIX_CMAP]
-        fontsize = 8 if n <= 10 else 6
+        fontsize = 11 if n <= 10 else 8  # readable when the report shows the figure 900 px wide
         for i, j in np.ndindex(cm.shape):
             value = cm[i, j]
             text = f"{value:.2f}" if normalize else f"{int(value)}"

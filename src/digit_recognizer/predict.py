@@ -77,7 +77,19 @@ def read(model, ex: preprocess.Extraction, top_k: int = 3, probs=None) -> dict:
     when already computed (batched over many images)."""
     probs = np.asarray(model.predict_proba(ex.pool) if probs is None else probs)
     ex.choose(probs)
-    return _result(probs[ex.indices], top_k)
+    return _with_class_names(_result(probs[ex.indices], top_k), getattr(model, "classes", None))
+
+
+def _with_class_names(result: dict, classes) -> dict:
+    """For a model whose classes are not digits (Fashion-MNIST): ``"class"`` names the
+    reading and ``top_k`` pairs carry names, ``[["Sneaker", 0.97], ...]``; ``digit`` stays
+    the class index."""
+    if not classes or all(str(name).isdigit() for name in classes):
+        return result
+    for reading in [result, *result.get("digits", [])]:
+        reading["class"] = str(classes[reading["digit"]])
+        reading["top_k"] = [[str(classes[k]), p] for k, p in reading["top_k"]]
+    return result
 
 
 def expand_paths(paths) -> list[Path]:

@@ -90,18 +90,20 @@ def load_image(source) -> Image.Image:
 
 
 def _read_file(path: Path) -> bytes:
+    # The messages leave the path out, like every other reason an image is refused:
+    # the caller shows it once, as "PATH: no such file".
     try:
         if path.is_dir():
-            raise DigitsError(f"{path} is a directory")
+            raise DigitsError("is a directory")
         if path.stat().st_size > MAX_FILE_BYTES:
             raise DigitsError(f"file is larger than {MAX_FILE_BYTES // 2**20} MiB")
         return path.read_bytes()
     except FileNotFoundError:
-        raise DigitsError(f"no such file: {path}") from None
+        raise DigitsError("no such file") from None
     except PermissionError:
-        raise DigitsError(f"permission denied: {path}") from None
+        raise DigitsError("permission denied") from None
     except OSError as error:
-        raise DigitsError(f"cannot read {path}: {error.strerror or error}") from None
+        raise DigitsError(f"cannot read it: {error.strerror or error}") from None
 
 
 def _decode(data: bytes) -> Image.Image:

@@ -87,8 +87,9 @@ code { background: #f3f5f7; padding: .05rem .3rem; border-radius: 4px; font-size
 figure { margin: 1rem 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px; }
 figcaption { color: var(--muted); font-size: .88rem; }
-.two { display: flex; flex-wrap: wrap; gap: 1rem; }
-.two figure { flex: 1 1 420px; }
+.matrices figure img { width: 100%; max-width: 900px; }
+details { margin: .6rem 0; }
+summary { cursor: pointer; }
 footer { color: var(--muted); font-size: .8rem; margin-top: 3rem; border-top: 1px solid var(--line); padding-top: .5rem; }
 """
 
@@ -119,6 +120,20 @@ def _figure_html(png: bytes | None, alt: str, caption: str) -> str:
             f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
+# Shown in the Model table already (or not a setting), so left out of the settings table.
+_SHOWN_ELSEWHERE = ("spec", "command", "classes", "mean", "std", "model_name")
+
+
+def _settings(config: dict) -> dict:
+    """A run's config.json without what the report shows elsewhere, nor augmentation
+    settings of a run that did not augment."""
+    config = {key: value for key, value in config.items() if key not in _SHOWN_ELSEWHERE}
+    settings = config.get("settings")
+    if isinstance(settings, dict) and settings.get("augment") is False:
+        config["settings"] = {key: value for key, value in settings.items() if key != "augmentation"}
+    return config
+
+
 def _settings_rows(config: dict, prefix: str = "") -> list[tuple[str, str]]:
     """Flatten nested settings into ('a.b', value) rows."""
     rows = []
@@ -147,12 +162,11 @@ def render_html(metrics: dict, model=None, config: dict | None = None, figures: 
     "misclassified" to PNG bytes (missing ones are left out).
     """
     figures = figures or {}
-    # The architecture table below already shows the spec.
-    config = {key: value for key, value in (config or {}).items() if key != "spec"}
+    full_config, config = config or {}, _settings(config or {})
     metadata = dict(getattr(model, "metadata", None) or {})
     classes = metrics["classes"]
     cm = np.asarray(metrics["confusion_matrix"])
-    dataset = metrics.get("dataset") or metadata.get("dataset") or config.get("dataset") or "unknown"
+    dataset = metrics.get("dataset") or metadata.get("dataset") or full_config.get("dataset") or "unknown"
     split = metrics.get("split", "test")
     n_wrong = int(metrics["n"] - np.trace(cm))
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -168,6 +182,46 @@ def render_html(metrics: dict, model=None, config: dict | None = None, figures: 
     parts.append('<div class="cards">' + "".join(
         f'<div class="card"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>' for k, v in cards)
         + "</div>")
+
+    if figures.get("curves") is not None:
+        parts.append("<h2>Training curves</h2>")
+        parts.append(_figure_html(figures["curves"], "Training curves",
+                                  "Loss and accuracy per epoch on the training batches (solid) and the validation "
+                                  "split (dashed); learning rate at the end of each epoch."))
+
+    # Per-class
+    parts.append("<h2>Per-class results</h2>")
+    per_class = metrics["per_class"]
+    worst = min(range(len(per_class)), key=lambda k: per_class[k]["f1"])
+    rows = [(_e(c["class"]), f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", f"{c['support']:,}")
+            for c in per_class]
+    for name in ("macro_avg", "weighted_avg"):
+        avg = metrics[name]
+        rows.append((f"<em>{name.replace('_avg', ' average')}</em>", f"{avg['precision']:.4f}",
+                     f"{avg['recall']:.4f}", f"{avg['f1']:.4f}", f"{metrics['n']:,}"))
+    row_classes = ["worst" if k == worst else "" for k in range(len(rows))]
+    parts.append(_table(["Class", "Precision", "Recall", "F1", "Support"], rows, numeric=(1, 2, 3, 4),
+                        row_classes=row_classes))
+    parts.append(f"<p>Lowest F1 (highlighted): class {_e(per_class[worst]['class'])}.</p>")
+
+    # Confusions
+    parts.append("<h2>Confusion matrix</h2>")
+    confusions = _top_confusions(cm, classes)
+    if confusions:
+        parts.append("<p>Most frequent confusions (true \u2192 predicted): " + ", ".join(
+            f"{_e(t)} \u2192 {_e(p)} ({n})" for t, p, n in confusions) + ".</p>")
+    parts.append('<div class="matrices">'
+                 + _figure_html(figures.get("confusion_matrix"), "Confusion matrix (counts)",
+                                "Counts: rows are true classes, columns predictions.")
+                 + _figure_html(figures.get("confusion_matrix_normalized"), "Confusion matrix (row-normalised)",
+                                "Each row divided by its total: the fraction of a true class given each prediction.")
+                 + "</div>")
+
+    parts.append("<h2>Misclassified images</h2>")
+    shown = min(n_wrong, MAX_MISCLASSIFIED_SHOWN)
+    parts.append(f"<p>{n_wrong:,} {_e(split)} images are misclassified; the {shown} most confident mistakes are "
+                 "shown, each titled true class \u2192 predicted class (probability of the prediction).</p>")
+    parts.append(_figure_html(figures.get("misclassified"), "Misclassified images", "Most confident mistakes first."))
 
     # Model
     parts.append("<h2>Model</h2>")
@@ -190,50 +244,12 @@ def render_html(metrics: dict, model=None, config: dict | None = None, figures: 
         parts.append(_table(["#", "Layer", "Arguments", "Output shape", "Parameters"], rows, numeric=(0, 4)))
         parts.append(f"<p>{total:,} trainable parameters in {len(layers)} layers.</p>")
 
-    # Settings
+    # Settings: every one, folded away; the figures above matter more to a reader
     if config:
-        parts.append("<h2>Training settings</h2>")
-        parts.append(_table(["Setting", "Value"], [(_e(k), _e(v)) for k, v in _settings_rows(config)]))
-
-    # Per-class
-    parts.append("<h2>Per-class results</h2>")
-    per_class = metrics["per_class"]
-    worst = min(range(len(per_class)), key=lambda k: per_class[k]["f1"])
-    rows = [(_e(c["digit"]), f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", f"{c['support']:,}")
-            for c in per_class]
-    for name in ("macro_avg", "weighted_avg"):
-        avg = metrics[name]
-        rows.append((f"<em>{name.replace('_avg', ' average')}</em>", f"{avg['precision']:.4f}",
-                     f"{avg['recall']:.4f}", f"{avg['f1']:.4f}", f"{metrics['n']:,}"))
-    row_classes = ["worst" if k == worst else "" for k in range(len(rows))]
-    parts.append(_table(["Class", "Precision", "Recall", "F1", "Support"], rows, numeric=(1, 2, 3, 4),
-                        row_classes=row_classes))
-    parts.append(f"<p>Lowest F1 (highlighted): class {_e(per_class[worst]['digit'])}.</p>")
-
-    # Confusions
-    parts.append("<h2>Confusion matrix</h2>")
-    confusions = _top_confusions(cm, classes)
-    if confusions:
-        parts.append("<p>Most frequent confusions (true \u2192 predicted): " + ", ".join(
-            f"{_e(t)} \u2192 {_e(p)} ({n})" for t, p, n in confusions) + ".</p>")
-    parts.append('<div class="two">'
-                 + _figure_html(figures.get("confusion_matrix"), "Confusion matrix (counts)",
-                                "Counts: rows are true classes, columns predictions.")
-                 + _figure_html(figures.get("confusion_matrix_normalized"), "Confusion matrix (row-normalised)",
-                                "Each row divided by its total: the fraction of a true class given each prediction.")
-                 + "</div>")
-
-    if figures.get("curves") is not None:
-        parts.append("<h2>Training curves</h2>")
-        parts.append(_figure_html(figures["curves"], "Training curves",
-                                  "Loss and accuracy per epoch on the training batches (solid) and the validation "
-                                  "split (dashed); learning rate at the end of each epoch."))
-
-    parts.append("<h2>Misclassified images</h2>")
-    shown = min(n_wrong, MAX_MISCLASSIFIED_SHOWN)
-    parts.append(f"<p>{n_wrong:,} {_e(split)} images are misclassified; the {shown} most confident mistakes are "
-                 "shown, each titled true class \u2192 predicted class (probability of the prediction).</p>")
-    parts.append(_figure_html(figures.get("misclassified"), "Misclassified images", "Most confident mistakes first."))
+        rows = _settings_rows(config)
+        parts.append(f"<details><summary><strong>Training settings</strong> ({len(rows)})</summary>")
+        parts.append(_table(["Setting", "Value"], [(_e(k), _e(v)) for k, v in rows]))
+        parts.append("</details>")
 
     parts.append(f"<footer>Generated {generated} by digit-recognizer {_e(__version__)}.</footer>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -242,7 +258,8 @@ def render_html(metrics: dict, model=None, config: dict | None = None, figures: 
             f"<body>{''.join(parts)}</body></html>\n")
 
 
-def write_run_artifacts(run_dir, history_rows, metrics: dict, images, labels, model) -> dict[str, Path]:
+def write_run_artifacts(run_dir, history_rows, metrics: dict, images, labels, model,
+                        title: str = "Evaluation report") -> dict[str, Path]:
     """Write metrics.json, curves.png, confusion_matrix(.png, _normalized.png), misclassified.png
     and report.html into ``run_dir``; returns {name: path} of what was written.
 
@@ -285,5 +302,5 @@ def write_run_artifacts(run_dir, history_rows, metrics: dict, images, labels, mo
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DigitsError(f"cannot read {config_path}: {error}") from None
     written["report"] = run_dir / "report.html"
-    atomic_write(written["report"], render_html(metrics, model, config, pngs).encode("utf-8"))
+    atomic_write(written["report"], render_html(metrics, model, config, pngs, title).encode("utf-8"))
     return written

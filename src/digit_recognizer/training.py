@@ -141,7 +141,7 @@ class EarlyStopping(Callback):
             self.wait += 1
             if self.patience is not None and self.wait >= self.patience:
                 trainer.stop_training = True
-                _log(f"early stopping: no {self.monitor} improvement for {self.wait} epochs; "
+                _log(f"early stopping: no {self.monitor} improvement for {self.wait} epoch{'s' if self.wait != 1 else ''}; "
                      f"best was epoch {self.best_epoch}")
 
     def on_train_end(self, trainer):
@@ -529,7 +529,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
         }
         atomic_write(run_dir / "config.json", json.dumps(run_config, indent=2) + "\n")
         _log(f"training {name} on {ds.name}: {len(x_train)} images, {len(x_val)} for validation, "
-             f"{config.epochs} epochs -> {run_dir}")
+             f"{config.epochs} epoch{'s' if config.epochs != 1 else ''} -> {run_dir}")
 
     try:
         trainer.fit(x_train, y_train, config.epochs, (x_val, y_val))
@@ -550,7 +550,8 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
     model.metadata["metrics"] = {"split": "test", "accuracy": metrics["accuracy"],
                                  "loss": metrics["loss"], "n": metrics["n"]}
     model.save(run_dir / "model.safetensors")
-    report.write_run_artifacts(run_dir, trainer.history, metrics, test_images, test_labels, model)
+    report.write_run_artifacts(run_dir, trainer.history, metrics, test_images, test_labels, model,
+                              title="Training report")
     best_row = trainer.history[model.metadata["epoch"] - 1]
     summary = {
         "run_dir": str(run_dir), "model": str(run_dir / "model.safetensors"),
@@ -559,6 +560,5 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
         "test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"],
         "seconds": round(sum(row["seconds"] for row in trainer.history), 1),
     }
-    _log(f"test accuracy {100 * metrics['accuracy']:.2f}% (best epoch {summary['best_epoch']}); "
-         f"report: {summary['report']}")
+    _log(f"test accuracy {100 * metrics['accuracy']:.2f}% (best epoch {summary['best_epoch']})")
     return summary

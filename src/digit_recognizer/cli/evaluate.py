@@ -71,13 +71,13 @@ def format_metrics(metrics: dict) -> str:
     lines = [
         f"model     {metrics['model']}",
         f"data      {metrics['dataset']} {metrics['split']}, {n:,} images",
-        f"accuracy  {100 * metrics['accuracy']:.2f}%  ({errors:,} errors)",
+        f"accuracy  {100 * metrics['accuracy']:.2f}%  ({errors:,} error{'s' if errors != 1 else ''})",
         f"loss      {metrics['loss']:.4f}  (mean cross-entropy)",
         "",
     ]
     width = max(7, *(len(c) for c in classes), len("weighted avg"))
     lines.append(f"{'class':<{width}}  {'precision':>9}  {'recall':>7}  {'f1':>7}  {'support':>8}")
-    rows = [(str(c["digit"]), c, c["support"]) for c in metrics["per_class"]]
+    rows = [(c["class"], c, c["support"]) for c in metrics["per_class"]]
     rows += [("macro avg", metrics["macro_avg"], n), ("weighted avg", metrics["weighted_avg"], n)]
     for i, (name, s, support) in enumerate(rows):
         if i == len(metrics["per_class"]):

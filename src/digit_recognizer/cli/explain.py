@@ -26,7 +26,10 @@ def run(args) -> int:
 
     out = args.out or Path(f"{args.image.stem}-explained.png")
     model = modelfile.load(args.model)  # None: the shipped model
-    image = preprocess.to_mnist(preprocess.load_image(args.image), deskew=args.deskew)
+    try:
+        image = preprocess.to_mnist(preprocess.load_image(args.image), deskew=args.deskew)
+    except DigitsError as error:
+        raise DigitsError(f"{args.image}: {error}") from None
     result = explain.explain(model, image)
     classes = model.classes
     best, confidence = result["top_k"][0]

@@ -48,8 +48,7 @@ def run(args, prog: str = "digits") -> int:
     if args.csv:
         write_csv(args.csv, results)
     if args.json:
-        json.dump(results, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        sys.stdout.write(json_lines(results))
     else:
         for r in results:
             if "error" in r:
@@ -59,10 +58,19 @@ def run(args, prog: str = "digits") -> int:
     return 1 if any("error" in r for r in results) else 0
 
 
+def json_lines(results: list[dict]) -> str:
+    """One JSON list with one input's result per line (top-k pairs stay on their line)."""
+    return "[\n" + ",\n".join("  " + json.dumps(r) for r in results) + "\n]\n"
+
+
+def reading(result: dict) -> str:
+    """What was read: the class name, the number, or the digit."""
+    return result.get("class") or result.get("number") or str(result["digit"])
+
+
 def describe(result: dict) -> str:
     """One line for people: ``photo.jpg: 7 (99.8%)``, with the runners-up when unsure."""
-    reading = result.get("number", str(result["digit"]))
-    line = f"{result['path']}: {reading} ({100 * result['confidence']:.1f}%)"
+    line = f"{result['path']}: {reading(result)} ({100 * result['confidence']:.1f}%)"
     if result["low_confidence"]:
         alternatives = ", ".join(f"{k} {100 * p:.0f}%" for k, p in result["top_k"][1:])
         line += f"  low confidence; next: {alternatives}" if alternatives else "  low confidence"
@@ -79,7 +87,6 @@ def write_csv(path, results) -> None:
                     writer.writerow([r["path"], "", "", "", "", r["error"]])
                 else:
                     top = " ".join(f"{k}:{p}" for k, p in r["top_k"])
-                    reading = r.get("number", str(r["digit"]))
-                    writer.writerow([r["path"], reading, r["confidence"], r["low_confidence"], top, ""])
+                    writer.writerow([r["path"], reading(r), r["confidence"], r["low_confidence"], top, ""])
     except OSError as error:
         raise DigitsError(f"cannot write {path}: {error.strerror or error}") from None
