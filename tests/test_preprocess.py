@@ -111,7 +111,7 @@ def test_thin_and_thick_strokes_are_normalised_towards_mnist(seven):
     thin = preprocess.to_mnist(drawn("7", size=(600, 700), height=500))  # 1/10 the stroke width
     thick = preprocess.to_mnist(drawn("7", thickness=14))
     for out in (thin, thick):
-        width = preprocess._stroke_width(out > 0.5)
+        width = preprocess.normalize.stroke_width(out > 0.5)
         assert 1.2 < width < 4.5  # MNIST strokes are about 2-3 px wide at 28x28
         assert similar(out, seven) > 0.8
 
@@ -259,7 +259,7 @@ def test_missing_file_and_folder(tmp_path):
 
 
 def test_pixel_budget_applies_to_decoded_images_too(monkeypatch):
-    monkeypatch.setattr(preprocess, "MAX_PIXELS", 1000)
+    monkeypatch.setattr(preprocess.load, "MAX_PIXELS", 1000)
     with pytest.raises(DigitsError, match="megapixels"):
         preprocess.load_image(Image.new("L", (100, 100)))
 

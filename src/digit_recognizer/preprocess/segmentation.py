@@ -1,0 +1,155 @@
+"""Segmentation: the ink's connected components grouped into digits, and touching digits cut."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from digit_recognizer.preprocess.page import noise_floor
+
+
+def find_digits(ink: np.ndarray, mask: np.ndarray, single: bool):
+    """Group the ink into digits: (labels, list of (box, label ids)), left to right.
+
+    ``components`` finds the pieces of ink worth reading, ``group`` puts the
+    pieces of each digit together; ``single`` makes all of them one digit.
+    """
+    labels, box, area, keep = components(ink, mask)
+    if not keep.any():
+        return labels, []
+    return labels, group(box, area, keep, single)
+
+
+def components(ink: np.ndarray, mask: np.ndarray):
+    """8-connected components of ``mask``: (labels, boxes (n, 4), areas, which to keep).
+
+    Specks (tiny next to the largest component) and weak blobs (noise that
+    crossed the threshold: mean ink under the noise floor) are not kept; nor,
+    unless they are all there is (a tightly cropped digit), are components
+    touching two borders of the image (a shadow's edge, the table in a corner
+    of the photo, the paper's edge) or faint ones touching one (a shadow's corner).
+    """
+    labels = np.zeros(mask.shape, np.int32)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        return labels, np.zeros((0, 4), int), np.zeros(0, int), np.zeros(0, bool)
+    # work only on the part of the image that has ink, with a 1-px margin
+    t0, l0 = max(rows[0] - 1, 0), max(cols[0] - 1, 0)
+    window = (slice(t0, rows[-1] + 2), slice(l0, cols[-1] + 2))
+    m = mask[window]
+    # label a mask grown by one pixel, so strokes broken by a pixel or two stay one piece
+    # (wider gaps are left to the grouping rules: growing more would join neighbours)
+    grown = grow(m)
+    local, n = ndimage.label(grown, structure=np.ones((3, 3), bool))
+    local *= m
+    labels[window] = local
+    flat = local.ravel()
+    area = np.bincount(flat, minlength=n + 1)[1:]
+    strength = np.bincount(flat, weights=ink[window].ravel(), minlength=n + 1)[1:] / np.maximum(255 * area, 1)
+    slices = ndimage.find_objects(local)
+    box = np.array([[s[0].start + t0, s[1].start + l0, s[0].stop + t0, s[1].stop + l0] for s in slices])
+    height = box[:, 2] - box[:, 0]
+    keep = (area >= max(3, 0.04 * area.max())) & (strength >= noise_floor(ink)) & (height >= 2)
+    H, W = mask.shape
+    borders = (box[:, 0] == 0).astype(int) + (box[:, 1] == 0) + (box[:, 2] == H) + (box[:, 3] == W)
+    framing = (borders >= 2) | ((borders == 1) & (strength < 0.6 * strength[keep].max(initial=0)))
+    if (keep & ~framing).any():
+        keep &= ~framing
+    return labels, box, area, keep
+
+
+def grow(mask: np.ndarray) -> np.ndarray:
+    """Binary dilation by a 3x3 square (what ``ndimage.maximum_filter(mask, 3)`` gives),
+    as four shifted ORs: some 15x faster than SciPy's generic filter on a bool image."""
+    rows = mask.copy()
+    rows[:, 1:] |= mask[:, :-1]
+    rows[:, :-1] |= mask[:, 1:]
+    out = rows.copy()
+    out[1:] |= rows[:-1]
+    out[:-1] |= rows[1:]
+    return out
+
+
+def group(box: np.ndarray, area: np.ndarray, keep: np.ndarray, single: bool) -> list:
+    """The kept pieces grouped into digits: [(box, label ids)], left to right.
+
+    Pieces that overlap in x by half the narrower one are one digit (a "4"
+    drawn in two strokes, a broken loop), and so are close neighbours that
+    barely overlap in y (stacked pieces); a piece much shorter than the digits
+    joins its nearest neighbour when it is close (a "5" whose flag came loose),
+    and is dropped as a mark otherwise. No merge makes a group taller than two
+    digit heights (the height of the tallest big piece).
+    """
+    height = box[:, 2] - box[:, 0]
+    typical = height[keep & (area >= 0.3 * area[keep].max())].max()
+    keep = keep & (height >= 0.2 * typical)
+
+    def fits(a, b):  # would a and b together still be one digit high?
+        return max(a[2], b[2]) - min(a[0], b[0]) <= 2 * typical
+
+    groups: list[list] = []  # [top, left, bottom, right, [ids]]
+    for i in np.flatnonzero(keep)[np.argsort(box[keep, 1], kind="stable")]:
+        piece = [*box[i], [i + 1]]
+        for g in groups:
+            overlap = min(piece[3], g[3]) - max(piece[1], g[1])
+            if single or (overlap > 0.5 * min(piece[3] - piece[1], g[3] - g[1]) and fits(g, piece)):
+                _absorb(g, piece)
+                break
+        else:
+            groups.append(piece)
+
+    stacked: list[list] = []  # neighbours one above the other are pieces of one digit
+    for g in groups:
+        if stacked:
+            last = stacked[-1]
+            y_overlap = min(g[2], last[2]) - max(g[0], last[0])
+            if (g[1] - last[3] <= 0.15 * typical and fits(last, g)
+                    and y_overlap < 0.3 * min(g[2] - g[0], last[2] - last[0])):
+                _absorb(last, g)
+                continue
+        stacked.append(g)
+    # a digit's height again, now that broken ones are whole
+    mass = np.array([area[np.array(g[4]) - 1].sum() for g in stacked])
+    typical = max(g[2] - g[0] for g, m in zip(stacked, mass) if m >= 0.3 * mass.max())
+    digits = [g for g in stacked if g[2] - g[0] >= 0.6 * typical]
+    for g in stacked:
+        if g[2] - g[0] < 0.6 * typical:
+            gaps = [max(0, g[1] - d[3], d[1] - g[3]) for d in digits]
+            nearest = digits[int(np.argmin(gaps))]
+            if min(gaps) <= 0.25 * typical and fits(nearest, g):
+                _absorb(nearest, g)
+    mass = np.array([area[np.array(g[4]) - 1].sum() for g in digits])
+    digits = [g for g, m in zip(digits, mass) if m >= 0.08 * mass.max()]
+    digits.sort(key=lambda g: g[1])
+    return [(tuple(int(v) for v in g[:4]), g[4]) for g in digits]
+
+
+def _absorb(group: list, piece: list) -> None:
+    group[0], group[1] = min(group[0], piece[0]), min(group[1], piece[1])
+    group[2], group[3] = max(group[2], piece[2]), max(group[3], piece[3])
+    group[4] += piece[4]
+
+
+def member_mask(labels: np.ndarray, members: list) -> np.ndarray:
+    """Which pixels belong to the pieces ``members``: np.isin, but a plain comparison for
+    the usual one-piece digit (np.isin's sort-based path costs more than the rest of the crop)."""
+    return labels == members[0] if len(members) == 1 else np.isin(labels, members)
+
+
+def splits(ink, labels, box, members, n: int) -> list:
+    """Cut a group into ``n`` digits at the lowest points of its column ink profile."""
+    t, l, b, r = box
+    w = r - l
+    region = np.where(member_mask(labels[t:b, l:r], members), ink[t:b, l:r], 0)
+    profile = ndimage.uniform_filter1d(region.sum(axis=0), 3)
+    cuts, step = [0], w / n
+    for k in range(1, n):
+        lo, hi = int(k * step - 0.35 * step), int(k * step + 0.35 * step) + 1
+        cuts.append(lo + int(np.argmin(profile[lo:hi])))
+    cuts.append(w)
+    parts = []
+    for a, c in zip(cuts[:-1], cuts[1:]):
+        rows = np.flatnonzero(region[:, a:c].any(axis=1))
+        if c - a >= 2 and len(rows):
+            parts.append((t + int(rows[0]), l + a, t + int(rows[-1]) + 1, l + c))
+    return parts
