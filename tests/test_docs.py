@@ -2,8 +2,12 @@
 
 import importlib.util
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,8 +29,7 @@ def test_site_builds_strict(tmp_path):
     if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings") is None:
         pytest.skip('the docs extra is not installed (pip install -e ".[docs]")')
     result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                            cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ,
-                                                                             "NO_MKDOCS_2_WARNING": "1"})
+                            cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     reference = (tmp_path / "site" / "reference" / "index.html").read_text()
     # the API reference is generated from the docstrings
@@ -83,3 +86,84 @@ def test_publish_refuses_a_malformed_result(tmp_path, capsys):
     (results / "bad.json").write_text("{not json")
     assert publish.main(["--results", str(results), "--out", str(tmp_path / "p.md")]) == 2
     assert not (tmp_path / "p.md").exists()
+
+
+# --------------------------------------------------------------------------- getting started
+
+
+def documented_commands(page):
+    """The command lines of a page's ```sh blocks, without their comments, in order."""
+    commands, in_block = [], False
+    for line in page.splitlines():
+        if line.startswith("```"):
+            in_block = line.strip() == "```sh" if not in_block else False
+            continue
+        if in_block:
+            command = line.split("  #")[0].split(" # ")[0].strip()
+            if command and not command.startswith("#"):
+                commands.append(command)
+    return commands
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve_until_healthy(command, cwd, env):
+    """Start ``command`` (digits serve) on a free port, wait for /api/health, stop it."""
+    port = _free_port()
+    server = subprocess.Popen(["bash", "-c", f"exec {command} --port {port}"], cwd=cwd, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert server.poll() is None, f"{command} exited: {server.stderr.read()[-2000:]}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as answer:
+                    assert json.loads(answer.read())["status"] == "ok"
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"{command} did not answer /api/health within 120 s")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_every_getting_started_command_runs(tmp_path):
+    """Runs the page's commands in order in a scratch folder, with the environment that runs
+    the tests as `.venv`. `make demo` runs for real with a shorter training (DEMO_TRAIN);
+    `make test` is what CI itself runs, so here it is only expanded (make -n)."""
+    venv = Path(sys.prefix)
+    if not (venv / "bin" / "digits").exists():
+        pytest.skip(f"the digits command is not installed in {venv}")
+    commands = documented_commands((ROOT / "docs" / "getting-started.md").read_text())
+    assert commands[:2] == ["make demo", "make test"]
+    (tmp_path / "models").symlink_to(ROOT / "models")
+    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT / "src"), "NO_COLOR": "1"}
+    # -o: take the environment as installed (it is the one running these tests)
+    make = ["make", "-f", str(ROOT / "Makefile"), f"VENV={venv}",
+            "-o", f"{venv}/.installed", "-o", f"{venv}/.installed-dev"]
+    for command in commands:
+        if command == "make demo":
+            run = subprocess.run(make + ["demo", "DEMO_TRAIN=--model mlp --epochs 1 --limit 3000 --seed 0"],
+                                 cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+            assert run.returncode == 0, run.stderr[-3000:]
+            assert "training report: runs/demo/run/report.html" in run.stdout
+        elif command == "make test":
+            run = subprocess.run(make + ["-n", "test"], cwd=tmp_path, env=env, capture_output=True, text=True)
+            assert run.returncode == 0 and "-m pytest" in run.stdout, run.stderr
+        elif command == "digits serve":
+            _serve_until_healthy(command, tmp_path, env)
+        else:
+            line = command.replace(".venv/", f"{venv}/")
+            run = subprocess.run(["bash", "-c", f"set -e; {line}"], cwd=tmp_path, env=env,
+                                 capture_output=True, text=True, timeout=600)
+            assert run.returncode == 0, f"{command}: {run.stderr[-3000:]}"
+            assert "Traceback" not in run.stderr, command
+    assert (tmp_path / "explain.png").is_file() and (tmp_path / "runs" / "quick" / "report.html").is_file()
+    assert json.loads((tmp_path / "metrics.json").read_text())["n"] == 10_000
