@@ -39,10 +39,15 @@ def parse_args(argv):
 
 
 def measure(command, quiet):
-    """(exit code, seconds) of ``command``; its stdout is dropped when ``quiet``."""
+    """(exit code, seconds) of ``command``. When ``quiet`` its output, which names files in a
+    folder removed afterwards, is shown only if it fails."""
     start = time.perf_counter()
-    code = subprocess.run(command, stdout=subprocess.DEVNULL if quiet else None).returncode
-    return code, time.perf_counter() - start
+    if not quiet:
+        return subprocess.run(command).returncode, time.perf_counter() - start
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        sys.stderr.write(done.stderr)
+    return done.returncode, time.perf_counter() - start
 
 
 def main(argv: list[str]) -> int:
