@@ -167,3 +167,14 @@ def test_every_getting_started_command_runs(tmp_path):
             assert "Traceback" not in run.stderr, command
     assert (tmp_path / "explain.png").is_file() and (tmp_path / "runs" / "quick" / "report.html").is_file()
     assert json.loads((tmp_path / "metrics.json").read_text())["n"] == 10_000
+
+
+def test_api_reference_keeps_docstring_lines_and_math():
+    pytest.importorskip("griffe")
+    spec = importlib.util.spec_from_file_location("plain_docstrings", ROOT / "docs" / "_ext" / "plain_docstrings.py")
+    plain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plain)
+    text = "Dense.\n\nforward:  y = x W^T + b\nbackward: dx = dy * m, ``a * b``\n\nA dict::\n\n    {\"a\": 1}\n\nEnd <b>."
+    assert plain.plain_to_markdown(text) == (
+        "Dense.\n\nforward:  y = x W^T + b  \nbackward: dx = dy \\* m, ``a * b``\n\nA dict:\n\n    {\"a\": 1}\n\n"
+        "End &lt;b>.")
