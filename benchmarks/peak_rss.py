@@ -67,7 +67,8 @@ def main(argv: list[str]) -> int:
     if args.json and code == 0:
         write_json(args.json, "peak_rss", ["command", "peak RSS (MB)", "goal (MB)", "seconds"],
                    [[shown, round(peak_mb), GOAL_MB, round(seconds)]],
-                   notes="Peak resident memory of the largest process the command ran (getrusage RUSAGE_CHILDREN, ru_maxrss).")
+                   notes="Peak resident memory of the largest process the command ran "
+                         "(getrusage RUSAGE_CHILDREN, ru_maxrss).")
     return code
 
 

@@ -174,7 +174,8 @@ def test_api_reference_keeps_docstring_lines_and_math():
     spec = importlib.util.spec_from_file_location("plain_docstrings", ROOT / "docs" / "_ext" / "plain_docstrings.py")
     plain = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(plain)
-    text = "Dense.\n\nforward:  y = x W^T + b\nbackward: dx = dy * m, ``a * b``\n\nA dict::\n\n    {\"a\": 1}\n\nEnd <b>."
+    text = ("Dense.\n\nforward:  y = x W^T + b\nbackward: dx = dy * m, ``a * b``\n\n"
+            "A dict::\n\n    {\"a\": 1}\n\nEnd <b>.")
     assert plain.plain_to_markdown(text) == (
         "Dense.\n\nforward:  y = x W^T + b  \nbackward: dx = dy \\* m, ``a * b``\n\nA dict:\n\n    {\"a\": 1}\n\n"
         "End &lt;b>.")
