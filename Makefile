@@ -57,6 +57,7 @@ demo: $(VENV)/.installed
 	$(DIGITS) evaluate $(DEMO_DIR)/run/model.safetensors --split test --out $(DEMO_DIR)/evaluation
 	$(DIGITS) predict --model $(DEMO_DIR)/run/model.safetensors $(DEMO_DIR)/samples/*.png
 	@echo "training report: $(DEMO_DIR)/run/report.html"
+	@echo "the digits command: source $(VENV)/bin/activate, then digits --help (or $(VENV)/bin/digits --help)"
 
 # pytest exits 5 when it collected no test: that fails here too.
 test: $(VENV)/.installed-dev

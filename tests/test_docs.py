@@ -91,6 +91,19 @@ def test_publish_refuses_a_malformed_result(tmp_path, capsys):
 # --------------------------------------------------------------------------- getting started
 
 
+def test_make_docs_and_notebooks_targets(tmp_path):
+    def dry_run(target):
+        run = subprocess.run(["make", "-n", "-f", str(ROOT / "Makefile"), f"VENV={tmp_path}/venv", target],
+                             cwd=ROOT, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    docs = dry_run("docs")
+    assert "-m pip install" in docs and '-e ".[docs]"' in docs and "-m mkdocs build --strict" in docs
+    notebooks = dry_run("notebooks")
+    assert '-e ".[notebooks]" jupyterlab' in notebooks and "bin/jupyter lab notebooks/" in notebooks
+
+
 def documented_commands(page):
     """The command lines of a page's ```sh blocks, without their comments, in order."""
     commands, in_block = [], False
@@ -154,6 +167,7 @@ def test_every_getting_started_command_runs(tmp_path):
                                  cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
             assert run.returncode == 0, run.stderr[-3000:]
             assert "training report: runs/demo/run/report.html" in run.stdout
+            assert f"source {venv}/bin/activate" in run.stdout
         elif command == "make test":
             run = subprocess.run(make + ["-n", "test"], cwd=tmp_path, env=env, capture_output=True, text=True)
             assert run.returncode == 0 and "-m pytest" in run.stdout, run.stderr
