@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 from digit_recognizer import nn  # noqa: E402
 
-nn.set_num_threads(ARGS.threads)  # BLAS and the engine's own threads
+nn.threads(ARGS.threads)  # the engine's threading policy for this program
 
 if not ARGS.profile:
     try:

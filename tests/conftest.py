@@ -21,6 +21,15 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped under CI=true, which is not allowed: {reason}"
 
 
+@pytest.fixture(params=["reference", "fast"])
+def engine_path(request):
+    """Runs a test on each of the engine's paths: its reference layers and its fast path."""
+    from digit_recognizer import nn
+
+    with nn.use_fast(request.param == "fast"):
+        yield request.param
+
+
 @pytest.fixture(scope="session")
 def mnist_data_dir():
     """The data root holding a verified MNIST (``data_dir=`` for ``data.load``).

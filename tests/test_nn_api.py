@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from digit_recognizer import nn
+from float32 import assert_float32_close
 
 ALL_LAYERS = [
     nn.Dense(6, 3), nn.Conv2D(2, 4, 3, stride=2, padding=1), nn.MaxPool2D(2), nn.MaxPool2D(3, stride=1),
@@ -81,7 +82,7 @@ def test_wrong_input_to_a_network_reports_the_callers_shape(training):
         net.forward(np.zeros((16, 1, 28, 28), np.float32), training=training)
 
 
-def test_empty_batch_inference():
+def test_empty_batch_inference(engine_path):
     net = nn.Sequential(nn.Conv2D(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2D(2), nn.Flatten(), nn.Dense(8, 3))
     assert net.forward(np.zeros((0, 1, 4, 4), np.float32)).shape == (0, 3)
 
@@ -98,7 +99,7 @@ def test_loss_input_errors():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_computation_follows_the_input_dtype(dtype):
+def test_computation_follows_the_input_dtype(engine_path, dtype):
     net = small_cnn()
     if dtype == np.float64:
         net.astype(np.float64)
@@ -110,13 +111,13 @@ def test_computation_follows_the_input_dtype(dtype):
     assert all(p.grad.dtype == dtype for p in net.parameters())
 
 
-def test_inference_keeps_no_caches():
+def test_inference_keeps_no_caches(engine_path):
     net = small_cnn()
     x = np.ones((2, 1, 8, 8), np.float32)
     net.forward(x, training=True)
     net.forward(x)  # training=False drops what the training pass kept
-    for layer in net:  # (Conv2D's reusable backward scratch buffer is not a cache)
-        cached = [v for k, v in vars(layer).items() if k.startswith("_") and k != "_scratch" and v is not None]
+    for layer in net:
+        cached = [v for k, v in vars(layer).items() if k.startswith("_") and v is not None]
         assert cached == [], f"{layer!r} keeps {len(cached)} cached arrays"
     with pytest.raises(RuntimeError, match="forward\\(training=True\\)"):
         net.backward(np.ones((2, 10), np.float32))
@@ -127,8 +128,8 @@ def test_inference_keeps_no_caches():
     (nn.Conv2D(2, 3, 3), nn.MaxPool2D(2), nn.BatchNorm2D(3), nn.ReLU(), nn.Flatten(), nn.Dense(12, 4),
      nn.BatchNorm1D(4), nn.ReLU()),
 ], ids=lambda layers: "-".join(type(layer).__name__ for layer in layers))
-def test_sequential_inference_overwrites_only_its_own_arrays(layers):
-    """At inference, element-wise layers work in place on intermediates, never on the caller's array."""
+def test_sequential_inference_overwrites_only_its_own_arrays(engine_path, layers):
+    """At inference, the fast path works in place on intermediates, never on the caller's array."""
     net = nn.Sequential(*layers)
     rng = np.random.default_rng(0)
     for layer in net:  # BatchNorm statistics that change the values
@@ -138,41 +139,41 @@ def test_sequential_inference_overwrites_only_its_own_arrays(layers):
     x = rng.standard_normal((3, 2, 6, 6)).astype(np.float32)
     original = x.copy()
     expected = original
-    for layer in net:  # each layer alone, out of place
+    for layer in net:  # each layer alone, on the reference path
         expected = layer.forward(expected)
-    np.testing.assert_allclose(net.forward(x), expected, rtol=1e-6, atol=1e-6)
+    assert_float32_close(net.forward(x), expected)
     np.testing.assert_array_equal(x, original)
 
 
-def test_conv_in_blocks_of_rows_matches_one_block(monkeypatch):
-    from digit_recognizer.nn import conv
-    layer = nn.Conv2D(3, 5, 3, stride=2, padding=1)
+def test_fast_conv_in_blocks_of_rows_matches_one_block(monkeypatch):
+    from digit_recognizer.nn.fast import conv
+    net = nn.Sequential(nn.Conv2D(3, 5, 3, stride=2, padding=1))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((7, 3, 9, 8)).astype(np.float32)
     g = rng.standard_normal((7, 5, 5, 4)).astype(np.float32)
 
     def forward_backward():
-        layer.weight.grad = layer.bias.grad = None
-        inferred = layer.forward(x)
-        return [inferred, layer.forward(x, training=True), layer.backward(g), layer.weight.grad, layer.bias.grad]
+        net[0].weight.grad = net[0].bias.grad = None
+        inferred = net.forward(x)
+        return [inferred, net.forward(x, training=True), net.backward(g), net[0].weight.grad, net[0].bias.grad]
 
     whole = forward_backward()
     # Output 5 x 4 per image; im2col has 27 rows and 4 * 7 columns per output row.
     monkeypatch.setattr(conv, "BLOCK_BYTES", 2 * 27 * 28 * 4)  # blocks of 2 output rows: 2 + 2 + 1
     for a, b in zip(whole, forward_backward()):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+        assert_float32_close(a, b)
 
 
-def test_conv_backward_runs_once_per_forward():
-    layer = nn.Conv2D(1, 2, 3)
+def test_conv_backward_runs_once_per_forward(engine_path):
+    net = nn.Sequential(nn.Conv2D(1, 2, 3))
     x = np.ones((2, 1, 5, 5), np.float32)
-    g = np.ones(layer.forward(x, training=True).shape, np.float32)
-    layer.backward(g)
+    g = np.ones(net.forward(x, training=True).shape, np.float32)
+    net.backward(g)
     with pytest.raises(RuntimeError, match="forward"):
-        layer.backward(g)
+        net.backward(g)
 
 
-def test_backward_without_input_gradient_still_fills_parameter_gradients():
+def test_backward_without_input_gradient_still_fills_parameter_gradients(engine_path):
     net = small_cnn()
     x = np.random.default_rng(0).standard_normal((3, 1, 8, 8)).astype(np.float32)
     g = np.ones((3, 10), np.float32)
@@ -189,7 +190,7 @@ def test_backward_without_input_gradient_still_fills_parameter_gradients():
         np.testing.assert_array_equal(p.grad, expected)
 
 
-def test_gradients_accumulate_until_zero_grad():
+def test_gradients_accumulate_until_zero_grad(engine_path):
     net = nn.Sequential(nn.Dense(3, 2))
     x, g = np.ones((1, 3), np.float32), np.ones((1, 2), np.float32)
     net.forward(x, training=True)

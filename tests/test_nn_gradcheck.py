@@ -1,4 +1,5 @@
-"""Finite-difference gradient checks, in float64, for every layer, both losses and a network."""
+"""Finite-difference gradient checks, in float64, for every layer, both losses and a network,
+on the reference path and on the fast path (the ``engine_path`` fixture)."""
 
 import numpy as np
 import pytest
@@ -30,15 +31,17 @@ def numeric_grad(f, arr):
 
 
 def check_layer(layer, x_shape, seed=0, reseed=False):
-    """Loss = sum(forward(x) * R) with a fixed random R, so dL/dy = R."""
+    """Loss = sum(forward(x) * R) with a fixed random R, so dL/dy = R. The layer runs in a
+    Sequential, which takes the path the switch (nn.use_fast) selects."""
     rng = np.random.default_rng(seed)
     layer.astype(np.float64)
+    net = nn.Sequential(layer)
     x = rng.standard_normal(x_shape)
 
     def forward():
         if reseed:  # Dropout: the same mask at every evaluation
             nn.manual_seed(123)
-        return layer.forward(x, training=True)
+        return net.forward(x, training=True)
 
     r = rng.standard_normal(forward().shape)
     loss = lambda: float((forward() * r).sum())  # noqa: E731
@@ -47,7 +50,7 @@ def check_layer(layer, x_shape, seed=0, reseed=False):
     assert y.dtype == np.float64
     for p in layer.parameters():
         p.grad = None
-    dx = layer.backward(r)
+    dx = net.backward(r)
     assert dx.shape == x.shape and dx.dtype == np.float64
     assert rel_error(dx, numeric_grad(loss, x)) < TOL
     for p in layer.parameters():
@@ -78,15 +81,15 @@ def check_layer(layer, x_shape, seed=0, reseed=False):
     (nn.GELU(), (4, 7)),
     (nn.Softmax(), (4, 7)),
 ], ids=lambda v: repr(v) if isinstance(v, nn.Layer) else None)
-def test_layer_gradients(layer, shape):
+def test_layer_gradients(engine_path, layer, shape):
     check_layer(layer, shape)
 
 
-def test_dropout_gradients():
+def test_dropout_gradients(engine_path):
     check_layer(nn.Dropout(0.4), (5, 6), reseed=True)
 
 
-def test_batchnorm_with_nontrivial_affine():
+def test_batchnorm_with_nontrivial_affine(engine_path):
     bn = nn.BatchNorm2D(3)
     rng = np.random.default_rng(4)
     bn.weight.data[:] = rng.uniform(0.5, 2, 3)
@@ -112,7 +115,7 @@ def test_mse_gradient():
     assert rel_error(grad, numeric_grad(lambda: nn.mse_loss(pred, target)[0], pred)) < TOL
 
 
-def test_whole_network_gradients():
+def test_whole_network_gradients(engine_path):
     """A small CNN end to end: conv (stride, padding) -> BN -> pool -> conv -> MLP head -> CE loss."""
     # BatchNorm follows the activations here: straight after a bias it would make that bias's
     # gradient exactly zero, which a relative error cannot check.
@@ -139,21 +142,22 @@ def test_whole_network_gradients():
 
 @pytest.fixture
 def split_everything(monkeypatch):
-    """The engine's threads take every block, however small (blocks this small normally run
-    inline), three threads so that parts are uneven; convolutions in blocks of one output row."""
-    from digit_recognizer.nn import conv
+    """The fast path with three threads, every piece of work cut into parts however small
+    (such parts normally run whole), convolutions in blocks of one output row."""
+    from digit_recognizer.nn import thread_policy
+    from digit_recognizer.nn.fast import conv, split
     monkeypatch.setattr(conv, "BLOCK_BYTES", 1)
-    monkeypatch.setattr(nn.parallel, "MIN_PARALLEL_FLOPS", 0)
-    monkeypatch.setattr(nn.parallel, "MIN_PARALLEL_ELEMENTS", 0)
-    threads = nn.get_num_threads()
-    nn.set_num_threads(3)
-    yield
-    nn.set_num_threads(threads)
+    monkeypatch.setattr(conv, "MIN_PART_ROWS", 1)
+    monkeypatch.setattr(split, "MIN_ROWS", 1)
+    monkeypatch.setattr(thread_policy, "PART_FLOPS", 1)
+    monkeypatch.setattr(thread_policy, "PART_ELEMENTS", 1)
+    with nn.use_fast(True), nn.threads(3):
+        yield
 
 
 @pytest.mark.parametrize("layer, shape", [
     (nn.Dense(5, 4), (3, 5)),
-    (nn.Dense(7, 2), (2, 7)),  # the inner dimension is split: partial products summed
+    (nn.Dense(7, 2), (2, 7)),  # dW is wider than long: parts of its columns
     (nn.Conv2D(2, 3, 3), (2, 2, 5, 5)),
     (nn.Conv2D(3, 2, 3, stride=2, padding=1), (2, 3, 6, 5)),
     (nn.MaxPool2D(2), (2, 3, 4, 4)),
@@ -165,4 +169,4 @@ def test_layer_gradients_split_over_threads(split_everything, layer, shape):
 
 
 def test_whole_network_gradients_split_over_threads(split_everything):
-    test_whole_network_gradients()
+    test_whole_network_gradients("fast")

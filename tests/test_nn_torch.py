@@ -1,4 +1,5 @@
-"""Parity with PyTorch: same weights, same inputs -> same outputs, gradients and optimizer steps."""
+"""Parity with PyTorch: same weights, same inputs -> same outputs, gradients and optimizer steps.
+The networks run on both of the engine's paths, reference and fast (the ``engine_path`` fixture)."""
 
 import numpy as np
 import pytest
@@ -72,7 +73,7 @@ NETWORKS = {
 
 
 @pytest.mark.parametrize("name", NETWORKS)
-def test_forward_and_gradients_match_torch(name):
+def test_forward_and_gradients_match_torch(engine_path, name):
     build, shape = NETWORKS[name]
     nn.manual_seed(0)
     net = build()
@@ -107,7 +108,7 @@ def test_forward_and_gradients_match_torch(name):
     close(net.forward(x), tnet(xt))
 
 
-def test_state_dict_keys_and_loading_from_torch():
+def test_state_dict_keys_and_loading_from_torch(engine_path):
     build, shape = NETWORKS["cnn-bn"]
     net = build()
     tnet = to_torch_net(build())  # different random weights

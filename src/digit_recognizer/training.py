@@ -461,7 +461,8 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
 
     Writes config.json, history.csv, last.safetensors and model.safetensors as it goes,
     then, with the best weights restored, evaluates once on the test split and writes
-    metrics.json, the plots and report.html.
+    metrics.json, the plots and report.html. Training runs the engine's fast path with a
+    thread per core this process may use (``nn.threads()``); the results do not depend on it.
     """
     if resume:
         run_dir = Path(run_dir)
@@ -523,7 +524,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
             "settings": asdict(config), "seed": config.seed, "command": command, "model_name": name,
             "spec": spec, "n_train": len(x_train), "n_val": len(x_val), "mean": ds.mean,
             "std": ds.std, "classes": ds.classes, "steps": steps, "versions": _versions(),
-            "threads": {"engine": nn.get_num_threads(),
+            "threads": {"engine": nn.threads.default(),
                         **{k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}},
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -532,7 +533,8 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
              f"{config.epochs} epoch{'s' if config.epochs != 1 else ''} -> {run_dir}")
 
     try:
-        trainer.fit(x_train, y_train, config.epochs, (x_val, y_val))
+        with nn.threads():
+            trainer.fit(x_train, y_train, config.epochs, (x_val, y_val))
     except TrainingDiverged as error:
         kept = (f"the last good checkpoint (epoch {trainer.epoch}) is {run_dir / 'last.safetensors'}"
                 if trainer.epoch else "no epoch finished, so there is no checkpoint")

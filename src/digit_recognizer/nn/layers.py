@@ -3,9 +3,8 @@
 import numpy as np
 
 from . import init as _init
-from . import parallel
 from . import rng as _rng
-from .module import Layer, Parameter, check_input, empty, memory_order, with_order
+from .module import Layer, Parameter, check_input
 
 
 class Dense(Layer):
@@ -27,47 +26,32 @@ class Dense(Layer):
 
     def forward(self, x, training=False):
         check_input(self, x, f"(N, {self.in_features})", ndim=2, features=self.in_features)
-        w, b = self.weight.data, self.bias.data
-        if w.dtype != x.dtype:
-            w, b = w.astype(x.dtype), b.astype(x.dtype)
-        y = parallel.matmul(x, w.T)
-        y += b
+        w, b = self.weight.data.astype(x.dtype, copy=False), self.bias.data.astype(x.dtype, copy=False)
         self._cache = x if training else None
-        return y
+        return x @ w.T + b
 
     def backward(self, grad_out, input_grad=True):
         x = self._cached()
-        self.weight.accumulate(parallel.matmul(grad_out.T, x))
+        self.weight.accumulate(grad_out.T @ x)
         self.bias.accumulate(grad_out.sum(axis=0))
         if not input_grad:
             return None
-        w = self.weight.data
-        w = w if w.dtype == grad_out.dtype else w.astype(grad_out.dtype)
-        if x.flags.f_contiguous and not x.flags.c_contiguous:
-            # x was a transposed view (Flatten of (C, H, W, N) memory): return dx laid out the
-            # same way, (W^T dy^T)^T, so that it reshapes back to that memory without a copy.
-            return parallel.matmul(w.T, grad_out.T).T
-        return parallel.matmul(grad_out, w)
+        return grad_out @ self.weight.data.astype(grad_out.dtype, copy=False)
 
 
 class Flatten(Layer):
-    """(N, d1, d2, ...) -> (N, d1*d2*...) in C order (as torch.flatten); backward reshapes back.
-
-    On the (C, H, W, N) memory a Conv2D leaves, the reshape is a free (transposed) view that
-    Dense multiplies as is; the gradient goes back in the memory layout of the input.
-    """
+    """(N, d1, d2, ...) -> (N, d1*d2*...) in C order (as torch.flatten); backward reshapes back."""
 
     def forward(self, x, training=False):
         check_input(self, x, "(N, ...) with at least 2 dimensions")
         if x.ndim < 2:
             raise ValueError(f"{self!r} expected an array of shape (N, ...) with at least 2 dimensions, "
                              f"got shape {x.shape}")
-        self._cache = (x.shape, memory_order(x)) if training else None
+        self._cache = x.shape if training else None
         return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
 
     def backward(self, grad_out):
-        shape, order = self._cached()
-        return with_order(grad_out.reshape(shape), order)
+        return grad_out.reshape(self._cached())
 
 
 class Dropout(Layer):
@@ -89,10 +73,7 @@ class Dropout(Layer):
         if not training or self.p == 0.0:
             self._cache = 1.0 if training else None
             return x
-        # Draw the mask in x's memory layout, so that both multiplies run on matching layouts.
-        order = memory_order(x)
-        u = empty(x.shape, np.float32, order)
-        _rng.resolve(self.rng).random(dtype=np.float32, out=u.transpose(order))
+        u = _rng.resolve(self.rng).random(x.shape, dtype=np.float32)
         # One array holding 0 or 1/(1-p): the same multiply serves forward and backward.
         self._cache = np.multiply(u >= self.p, 1.0 / (1.0 - self.p), dtype=x.dtype)
         return x * self._cache

@@ -61,10 +61,6 @@ class _BatchNorm(Layer):
         y += self._shape(beta)
         return y
 
-    def forward_inplace(self, x):
-        self._check(x)
-        return self._normalise(x, out=x)
-
     def _check(self, x):
         check_input(self, x, self._expected.format(self.num_features), ndim=self._ndim, channels=self.num_features)
 

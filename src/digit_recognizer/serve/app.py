@@ -200,8 +200,8 @@ async def _read_source(request: Request):
 
 
 def one_thread() -> None:
-    """Predict on one thread (BLAS and the engine's own): for a server that predicts in one
-    thread of its process.
+    """Predict on one thread (``nn.threads(1)``: the engine's and BLAS's): for a server that
+    predicts in one thread of its process.
 
     A request multiplies a few images at most, and OpenBLAS threads inside such
     small products only spin and contend: the load test measured 56 ms of CPU per
@@ -209,7 +209,7 @@ def one_thread() -> None:
     """
     from digit_recognizer import nn
 
-    nn.set_num_threads(1)
+    nn.threads(1)
 
 
 def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BYTES,

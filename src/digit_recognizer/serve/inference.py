@@ -17,7 +17,6 @@ import base64
 import io
 import json
 import multiprocessing
-import os
 import signal
 import threading
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -27,12 +26,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from digit_recognizer import predict, preprocess
+from digit_recognizer import nn, predict, preprocess
 from digit_recognizer.errors import DigitsError
-
-# A one-image forward pass gains nothing from BLAS threads, which would only spin beside
-# the other workers. Set in the environment, so worker processes start with one thread.
-_ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 _worker_model = None  # in a worker process: the model it serves
 
@@ -67,6 +62,9 @@ def _png_data_url(digits: np.ndarray) -> str:
 def _start_worker(model) -> None:
     global _worker_model
     _worker_model = model
+    # A one-image forward pass gains nothing from threads, which would only spin beside the
+    # other workers: the engine's threading policy, one thread for it and for BLAS.
+    nn.threads(1)
     # Ctrl+C reaches the whole process group: the server stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -101,8 +99,6 @@ class Predictor:
     def _start(self) -> Executor:
         if self.workers == 0:
             return ThreadPoolExecutor(1, thread_name_prefix="inference")
-        saved = {name: os.environ.get(name) for name in _ONE_THREAD}
-        os.environ.update(_ONE_THREAD)
         try:
             # Spawned, not forked: the server process has threads (the event loop's helpers),
             # and a forked child inherits their locks in whatever state they were in.
@@ -113,12 +109,6 @@ class Predictor:
                 future.result()
         except BrokenProcessPool:
             raise DigitsError("the prediction worker processes failed to start") from None
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
         return executor
 
     def start(self, broken: Executor | None = None) -> Executor:
