@@ -96,6 +96,7 @@ class Callback:
 
     def on_train_begin(self, trainer: "Trainer") -> None: ...
     def on_batch_begin(self, trainer: "Trainer", step: int) -> None: ...
+    def on_batch_end(self, trainer: "Trainer", step: int, logs: dict) -> None: ...
     def on_epoch_end(self, trainer: "Trainer", epoch: int, logs: dict) -> None: ...
     def on_train_end(self, trainer: "Trainer") -> None: ...
 
@@ -260,9 +261,12 @@ class Trainer:
                 self.optimizer.step()
                 self.optimizer.zero_grad()
                 self.step += 1
+                batch_correct = int((logits.argmax(axis=1) == y).sum())
                 total_loss += loss * len(y)
-                correct += int((logits.argmax(axis=1) == y).sum())
+                correct += batch_correct
                 seen += len(y)
+                for callback in self.callbacks:
+                    callback.on_batch_end(self, self.step, {"loss": float(loss), "accuracy": batch_correct / len(y)})
                 bar.update(1)
                 if b % 10 == 0 or b == n_batches - 1:
                     bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}",

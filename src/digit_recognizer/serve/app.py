@@ -21,7 +21,7 @@ import hashlib
 import re
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -38,6 +38,7 @@ from digit_recognizer.serve import access
 from digit_recognizer.serve.access import ApiKey
 from digit_recognizer.serve.inference import Predictor
 from digit_recognizer.serve.inside import run_explanation
+from digit_recognizer.serve.learning import TrainingSession, router
 from digit_recognizer.serve.metrics import Metrics, RequestMetrics
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -220,11 +221,13 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
     n_classes = len(model.classes)
     predictor = Predictor(model, workers)
     metrics = Metrics(predictor)
+    training = TrainingSession()
 
     @asynccontextmanager
     async def lifespan(app):
         await asyncio.to_thread(predictor.start)  # workers load the model before the first request
         yield
+        training.close()
         predictor.close()
 
     app = FastAPI(
@@ -237,6 +240,7 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
     )
     app.state.predictor = predictor
     app.state.metrics = metrics
+    app.state.training = training
     # The last added runs first: metrics see every answer, the key is checked before a body is read.
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
     if api_key:
@@ -319,21 +323,29 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
         },
     }
 
+    Which = Annotated[Literal["served", "trained"], Query(
+        description="served: the model this server was started with; trained: the one trained "
+                    "last in the page's \"watch it learn\" view (POST /api/train)")]
+
+    def chosen(which: str) -> Predictor:
+        return predictor if which == "served" else training.trained_predictor()
+
     @app.post(
         "/api/predict",
         summary="Recognise the digit in an image",
         response_model=None,  # pass predict_image's answer through unfiltered; Prediction documents it
         responses={200: {"model": Prediction}, 400: {"model": Error}, 413: {"model": Error},
-                   415: {"model": Error}, 422: {"model": Error}},
+                   409: {"model": Error}, 415: {"model": Error}, 422: {"model": Error}},
         openapi_extra={"requestBody": body_doc},
     )
     async def predict_route(
         request: Request,
         top_k: Annotated[int, Query(ge=1, le=n_classes, description="how many classes to list")] = 3,
+        model: Which = "served",
     ):
         source = await _read_source(request)
         try:
-            answer = await predictor(source, top_k)
+            answer = await chosen(model)(source, top_k)
         except DigitsError:
             metrics.prediction_errors.inc()
             raise
@@ -348,14 +360,17 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
                     "backward passes.",
         response_model=None,
         responses={200: {"model": Explanation}, 400: {"model": Error}, 413: {"model": Error},
-                   415: {"model": Error}, 422: {"model": Error}},
+                   409: {"model": Error}, 415: {"model": Error}, 422: {"model": Error}},
         openapi_extra={"requestBody": body_doc},
     )
     async def explain_route(
         request: Request,
         top_k: Annotated[int, Query(ge=1, le=n_classes, description="how many classes to list")] = 3,
+        model: Which = "served",
     ):
         source = await _read_source(request)
-        return Response(await predictor(source, top_k, task=run_explanation), media_type="application/json")
+        return Response(await chosen(model)(source, top_k, task=run_explanation), media_type="application/json")
+
+    app.include_router(router(training, Error))
 
     return app
