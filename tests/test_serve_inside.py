@@ -21,7 +21,8 @@ def _model(name):
                                                 "classes": [str(i) for i in range(10)]})
 
 
-def _seven() -> bytes:
+def seven_png() -> bytes:
+    """A 7 drawn as the page sends it: white strokes on black, 112x112."""
     image = Image.new("L", (112, 112), 0)
     ImageDraw.Draw(image).line([(28, 24), (84, 24), (48, 92)], fill=255, width=7)
     buffer = io.BytesIO()
@@ -44,14 +45,14 @@ def served(request):
 def test_explain_reads_as_predict_and_shows_every_layer(served):
     model, client = served
     headers = {"content-type": "image/png"}
-    predicted = client.post("/api/predict", content=_seven(), headers=headers).json()
-    answer = client.post("/api/explain", content=_seven(), headers=headers)
+    predicted = client.post("/api/predict", content=seven_png(), headers=headers).json()
+    answer = client.post("/api/explain", content=seven_png(), headers=headers)
     assert answer.status_code == 200
     inside = answer.json()
     for key in ("digit", "confidence", "top_k", "probabilities", "image"):
         assert inside[key] == predicted[key]
 
-    digit = preprocess.extract(_seven()).digits[0]
+    digit = preprocess.extract(seven_png()).digits[0]
     x = ((digit - 0.1307) / 0.3081)[None, None].astype(np.float32)
     outputs = explain.layer_outputs(model.net, x)
     assert [layer["type"] for layer in inside["layers"]] == [type(layer).__name__ for layer in model.net.layers]
@@ -69,7 +70,7 @@ def test_explain_reads_as_predict_and_shows_every_layer(served):
     assert inside["explained"]["digit"] == int(np.argmax(probabilities)) == inside["digit"]
 
     assert [step["name"] for step in inside["steps"]] == [name for name, _ in preprocess.step_images(
-        preprocess.extract(_seven()))]
+        preprocess.extract(seven_png()))]
     assert _picture(inside["input"]).size == (28, 28)
     assert _picture(inside["saliency"]).size == (28, 28)
 

@@ -1,30 +1,21 @@
 """/api/train: a real server trains a network beside itself, streams it, and serves the result."""
 
-import io
 import json
 import os
 import time
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
 from digit_recognizer import modelfile, predict  # noqa: E402
 from digit_recognizer.serve.process import serving  # noqa: E402
+from test_serve_inside import seven_png as _seven  # noqa: E402
 
 pytestmark = pytest.mark.slow
 RUNNING = ("starting", "running", "stopping")
-
-
-def _seven() -> bytes:
-    image = Image.new("L", (112, 112), 0)
-    ImageDraw.Draw(image).line([(28, 24), (84, 24), (48, 92)], fill=255, width=7)
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
