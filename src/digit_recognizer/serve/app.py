@@ -38,7 +38,7 @@ from digit_recognizer.serve import access
 from digit_recognizer.serve.access import ApiKey
 from digit_recognizer.serve.inference import Predictor
 from digit_recognizer.serve.inside import run_explanation
-from digit_recognizer.serve.learning import TrainingSession, router
+from digit_recognizer.serve.learning import TrainingSession, add_routes
 from digit_recognizer.serve.metrics import Metrics, RequestMetrics
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -371,6 +371,6 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
         source = await _read_source(request)
         return Response(await chosen(model)(source, top_k, task=run_explanation), media_type="application/json")
 
-    app.include_router(router(training, Error))
+    add_routes(app, training, Error)
 
     return app

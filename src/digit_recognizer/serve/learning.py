@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
@@ -244,21 +244,21 @@ class TrainingSession:
         self._forget_model()
 
 
-def router(session: TrainingSession, error_model: type[BaseModel]) -> APIRouter:
-    """The /api/train routes of ``session``; errors are documented as ``error_model``."""
-    routes = APIRouter(prefix="/api/train", tags=["watch it learn"])
+def add_routes(app, session: TrainingSession, error_model: type[BaseModel]) -> None:
+    """Add the /api/train routes of ``session`` to ``app``; errors are documented as ``error_model``."""
     errors = {409: {"model": error_model}, 422: {"model": error_model}}
+    tags = ["watch it learn"]
 
-    @routes.post("", summary="Start training a network on an MNIST subset", status_code=202,
+    @app.post("/api/train", tags=tags, summary="Start training a network on an MNIST subset", status_code=202,
                  response_model=TrainingState, responses=errors)
     async def start(settings: TrainRequest):
         return await session.start(settings)
 
-    @routes.get("", summary="The training's state", response_model=TrainingState)
+    @app.get("/api/train", tags=tags, summary="The training's state", response_model=TrainingState)
     async def state():
         return session.state()
 
-    @routes.get("/events", summary="The training's progress as Server-Sent Events",
+    @app.get("/api/train/events", tags=tags, summary="The training's progress as Server-Sent Events",
                 response_class=StreamingResponse,
                 description="One JSON object per event (`data:` line), with an `event` field: `session` "
                             "(a run begins: start over), `start` (sizes, the validation grid and its labels, "
@@ -272,21 +272,19 @@ def router(session: TrainingSession, error_model: type[BaseModel]) -> APIRouter:
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    @routes.post("/stop", summary="Stop the training, keeping the weights reached so far",
+    @app.post("/api/train/stop", tags=tags, summary="Stop the training, keeping the weights reached so far",
                  response_model=TrainingState, responses=errors)
     async def stop():
         return session.stop()
 
-    @routes.post("/reset", summary="Stop any training and forget its model", response_model=TrainingState)
+    @app.post("/api/train/reset", tags=tags, summary="Stop any training and forget its model", response_model=TrainingState)
     async def reset():
         return session.reset()
 
-    @routes.get("/model", summary="Download the trained model file (.safetensors)",
+    @app.get("/api/train/model", tags=tags, summary="Download the trained model file (.safetensors)",
                 response_class=FileResponse, responses=errors)
     async def download():
         if session.model_path is None or not session.model_path.is_file():
             raise HTTPException(409, "no trained model yet: train one first (POST /api/train)")
         name = f"{session.model.metadata.get('name', 'model')}-trained-on-the-page.safetensors"
         return FileResponse(session.model_path, media_type="application/octet-stream", filename=name)
-
-    return routes
