@@ -185,7 +185,7 @@ def main(argv=None) -> int:
         os.nice(19)  # the server's requests come first
     except OSError:
         pass
-    nn.set_num_threads(1)
+    nn.threads(1)
     stop = threading.Event()
     threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
     try:
