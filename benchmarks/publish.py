@@ -83,12 +83,16 @@ def _machine(machine):
     return ", ".join(parts) + ("; " + ", ".join(software) if software else "")
 
 
-def render_table(document):
-    """One benchmark document as a Markdown section."""
+def render_table(document, name=None):
+    """One benchmark document as a Markdown section; ``name``: its file's stem, shown
+    when it differs from the benchmark's (a benchmark committed in several settings)."""
     columns, rows = document["columns"], document["rows"]
     numeric = [bool(rows) and all(_is_number(row[i]) or row[i] is None for row in rows)
                for i in range(len(columns))]
-    lines = [f"## {document['benchmark']}", "",
+    title = str(document["benchmark"])
+    if name and name != title:
+        title += f" ({name})"
+    lines = [f"## {title}", "",
              f"Measured on {document['date']} with `{document['command']}`.", "",
              f"- Machine: {_machine(document['machine'])}",
              f"- BLAS: {document['blas']}", ""]
@@ -102,10 +106,10 @@ def render_table(document):
 
 def render_page(paths):
     """The whole page for the results files ``paths`` (sorted by benchmark name)."""
-    documents = sorted((load(p) for p in paths), key=lambda d: (str(d["benchmark"]), str(d["date"])))
+    documents = sorted(((load(p), Path(p).stem) for p in paths), key=lambda d: (str(d[0]["benchmark"]), d[1]))
     if not documents:
         return HEADER + "\nNo benchmark results are committed yet.\n"
-    return HEADER + "".join("\n" + render_table(d) for d in documents)
+    return HEADER + "".join("\n" + render_table(d, name) for d, name in documents)
 
 
 def main(argv=None):

@@ -66,7 +66,7 @@ def test_publish_renders_one_dated_table_per_benchmark(tmp_path):
     out = tmp_path / "performance.md"
     assert publish.main(["--results", str(results), "--out", str(out)]) == 0
     page = out.read_text()
-    assert page.index("## alpha") < page.index("## demo")
+    assert page.index("## alpha (a)") < page.index("## demo (b)")
     assert "Measured on 2026-12-03 with `python benchmarks/demo.py --json x.json`." in page
     assert "- Machine: Some CPU, 2 cores, 7.7 GiB; Python 3.11.2, NumPy 2.3.1" in page
     assert "- BLAS: openblas 0.3.29 Haswell, 2 threads" in page
