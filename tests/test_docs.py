@@ -193,3 +193,54 @@ def test_api_reference_keeps_docstring_lines_and_math():
     assert plain.plain_to_markdown(text) == (
         "Dense.\n\nforward:  y = x W^T + b  \nbackward: dx = dy \\* m, ``a * b``\n\nA dict:\n\n    {\"a\": 1}\n\n"
         "End &lt;b>.")
+
+
+# --------------------------------------------------------------------------- every page
+
+
+def shell_lines(text):
+    """The command lines of every sh/bash/console block of a Markdown text (console: the `$ ` lines)."""
+    lines, kind = [], None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            kind = stripped[3:].strip() if kind is None else None
+            continue
+        if kind in ("sh", "bash", "shell"):
+            lines.append(stripped)
+        elif kind == "console" and stripped.startswith("$ "):
+            lines.append(stripped[2:])
+    return lines
+
+
+def documented_digits_commands():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        for line in shell_lines(page.read_text()):
+            command = line.split(" #")[0].split(" | ")[0].split(" > ")[0].split(" && ")[0].strip()
+            if command.startswith(("digits ", "python src/train.py", "python src/inference.py")) \
+                    and "..." not in command:
+                yield page.name, command
+
+
+@pytest.mark.parametrize("page, command", list(documented_digits_commands()))
+def test_documented_commands_use_existing_options(page, command, capsys):
+    """Each `digits ...` line shown in the README and the docs parses with the real CLI."""
+    import shlex
+
+    from digit_recognizer import cli
+
+    words = shlex.split(command)
+    if words[0] == "python":
+        spec = importlib.util.spec_from_file_location("entry", ROOT / words[1])
+        entry = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(entry)
+        parser, argv = entry.build_parser(), words[2:]
+    else:
+        parser, argv = cli.build_parser(), words[1:]
+    if argv in (["--help"], ["--version"]):
+        return
+    try:
+        parser.parse_args(argv)
+    except SystemExit:
+        pytest.fail(f"{page}: {command}: {capsys.readouterr().err.strip()}")
