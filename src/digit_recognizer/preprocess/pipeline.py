@@ -9,7 +9,7 @@ import numpy as np
 from digit_recognizer.errors import DigitsError
 from digit_recognizer.preprocess.load import DECODE_SIDE, load_image, to_gray
 from digit_recognizer.preprocess.normalize import digit_crop, to_28x28
-from digit_recognizer.preprocess.page import WORK_SIDE, dark_ink, ink_map, max_pool, paper_only
+from digit_recognizer.preprocess.page import WORK_SIDE, ink_map, max_pool, paper_only, polarity
 from digit_recognizer.preprocess.segmentation import find_digits, splits
 
 SPLIT_PRIOR = 0.95            # prior odds per digit more or fewer than the width suggests
@@ -85,10 +85,10 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
     """
     image = load_image(source)
     gray_full = paper_only(to_gray(image, DECODE_SIDE))
-    inverted = dark_ink(gray_full)
+    inverted, even = polarity(gray_full)
     x_full = 255 - gray_full if inverted else gray_full  # uint8, bright ink
     x = max_pool(x_full, WORK_SIDE)
-    ink, mask = ink_map(x)
+    ink, mask, background = ink_map(x, inverted, even)
     labels, groups = find_digits(ink, mask, single)
     if not groups:
         raise DigitsError(NO_DIGIT)
