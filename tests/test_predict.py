@@ -201,6 +201,21 @@ def test_shipped_model_reads_printed_digits_and_numbers(shipped):
     assert predict.predict_image(shipped, drawn("2026", size=(700, 240)))["number"] == "2026"
 
 
+def test_several_lines_are_reported_as_lines(shipped, tmp_path, capsys):
+    from test_preprocess import two_lines
+
+    result = predict.predict_image(shipped, two_lines("7", "73"))
+    assert result["lines"] == ["7", "73"] and "number" not in result
+    assert [d["digit"] for d in result["digits"]] == [7, 7, 3]
+    two_lines("25", "8").save(tmp_path / "page.png")
+    assert cli.main(["predict", str(tmp_path / "page.png")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{tmp_path / 'page.png'}: 2 lines (") and out[1:] == ["  25", "  8"]
+    assert cli.main(["predict", "--json", str(tmp_path / "page.png")]) == 0
+    (reading,) = json.loads(capsys.readouterr().out)
+    assert reading["lines"] == ["25", "8"]
+
+
 def test_shipped_model_on_realistic_images(shipped, mnist_test, tmp_path):
     sys.path.insert(0, str(ROOT / "tests" / "realworld"))
     import generate

@@ -315,3 +315,36 @@ def test_save_steps_writes_what_the_network_saw(tmp_path):
     assert names == ["sample-1-gray.png", "sample-2-ink.png", "sample-3-mask.png",
                      "sample-4-digit0.png", "sample-4-digit1.png"]
     assert all(p.stat().st_size > 0 for p in written)
+
+
+# --------------------------------------------------------------------------- several lines
+
+
+def two_lines(top="7", bottom="73", turn=0.0) -> Image.Image:
+    """``top`` over ``bottom`` in DejaVu Sans, the page turned by ``turn`` degrees."""
+    image = Image.new("L", (520, 420), 255)
+    font = ImageFont.truetype(FONT, 110)
+    draw = ImageDraw.Draw(image)
+    draw.text((120, 40), top, fill=0, font=font)
+    draw.text((60, 230), bottom, fill=0, font=font)
+    return image.rotate(turn, fillcolor=255)
+
+
+@pytest.mark.parametrize("turn", [0.0, 6.0])
+def test_lines_are_found_top_to_bottom_and_read_left_to_right(turn):
+    ex = preprocess.extract(two_lines(turn=turn))
+    assert ex.line_lengths == [1, 2]
+    boxes = ex.boxes
+    assert boxes[0][2] < boxes[1][0] and boxes[0][2] < boxes[2][0]  # the first line is above the second
+    assert boxes[1][1] < boxes[2][1]  # left to right within a line
+    for got, want in zip(ex.digits, "773"):
+        assert similar(got, preprocess.to_mnist(drawn(want))) > 0.8
+
+
+def test_one_line_is_not_split_by_digits_of_different_heights():
+    image = Image.new("L", (600, 260), 255)
+    draw = ImageDraw.Draw(image)
+    draw.text((40, 60), "4", fill=0, font=ImageFont.truetype(FONT, 150))
+    draw.text((170, 100), "2", fill=0, font=ImageFont.truetype(FONT, 100))  # smaller, lower
+    draw.text((300, 40), "9", fill=0, font=ImageFont.truetype(FONT, 150))
+    assert preprocess.extract(image).line_lengths == [3]

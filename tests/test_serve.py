@@ -140,6 +140,17 @@ def test_a_number_is_read_digit_by_digit(client):
     assert seen.size == (56, 28)  # both inputs, side by side
 
 
+def test_several_lines_come_back_as_lines(client):
+    image = Image.new("L", (300, 300), 0)
+    draw = ImageDraw.Draw(image)
+    draw.line([(110, 20), (110, 110)], fill=255, width=12)  # 1
+    draw.line([(60, 170), (60, 270)], fill=255, width=12)  # 1 1 on the line below
+    draw.line([(200, 170), (200, 270)], fill=255, width=12)
+    result = _post_file(client, _png(image)).json()
+    assert [len(line) for line in result["lines"]] == [1, 2] and "number" not in result
+    assert len(result["digits"]) == 3
+
+
 def test_top_k_parameter(client):
     content = _png(_drawn_seven())
     full = _post_file(client, content, top_k=10).json()

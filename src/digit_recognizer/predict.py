@@ -13,6 +13,8 @@ An image holding several digits also carries ``"number": "2026"`` and
 ``"digits"``, one such dict per digit, left to right; its ``digit`` and
 ``top_k`` are those of the leftmost digit and its ``confidence`` is the
 probability that the whole number is right (the product over its digits).
+Digits on several lines carry ``"lines": ["2026", "12"]`` (top to bottom)
+instead of ``"number"``, and ``"digits"`` line after line.
 """
 
 from __future__ import annotations
@@ -38,15 +40,21 @@ def _digit_result(probs: np.ndarray, top_k: int) -> dict:
     }
 
 
-def _result(probs: np.ndarray, top_k: int) -> dict:
-    """One image's result from the (n_digits, n_classes) probabilities of its digits."""
+def _result(probs: np.ndarray, top_k: int, line_lengths=None) -> dict:
+    """One image's result from the (n_digits, n_classes) probabilities of its digits
+    (lines top to bottom, each left to right; ``line_lengths``: digits per line)."""
     digits = [_digit_result(p, top_k) for p in probs]
     if len(digits) == 1:
         result = digits[0]
     else:
         confidence = float(np.prod(probs.max(axis=1)))
+        text = "".join(str(d["digit"]) for d in digits)
+        reading = {"number": text}
+        if line_lengths is not None and len(line_lengths) > 1:
+            ends = np.cumsum(line_lengths)
+            reading = {"lines": [text[end - n : end] for n, end in zip(line_lengths, ends)]}
         result = {
-            "number": "".join(str(d["digit"]) for d in digits),
+            **reading,
             "digit": digits[0]["digit"],
             "confidence": round(confidence, 4),
             "top_k": digits[0]["top_k"],
@@ -77,7 +85,7 @@ def read(model, ex: preprocess.Extraction, top_k: int = 3, probs=None) -> dict:
     when already computed (batched over many images)."""
     probs = np.asarray(model.predict_proba(ex.pool) if probs is None else probs)
     ex.choose(probs)
-    return _with_class_names(_result(probs[ex.indices], top_k), getattr(model, "classes", None))
+    return _with_class_names(_result(probs[ex.indices], top_k, ex.line_lengths), getattr(model, "classes", None))
 
 
 def _with_class_names(result: dict, classes) -> dict:

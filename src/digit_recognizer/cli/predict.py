@@ -64,12 +64,19 @@ def json_lines(results: list[dict]) -> str:
 
 
 def reading(result: dict) -> str:
-    """What was read: the class name, the number, or the digit."""
+    """What was read: the class name, the lines (one per line), the number, or the digit."""
+    if "lines" in result:
+        return "\n".join(result["lines"])
     return result.get("class") or result.get("number") or str(result["digit"])
 
 
 def describe(result: dict) -> str:
-    """One line for people: ``photo.jpg: 7 (99.8%)``, with the runners-up when unsure."""
+    """For people: ``photo.jpg: 7 (99.8%)``, with the runners-up when unsure; several
+    lines of digits are printed one per line under ``page.jpg: 2 lines (97.0%)``."""
+    if "lines" in result:
+        head = f"{result['path']}: {len(result['lines'])} lines ({100 * result['confidence']:.1f}%)"
+        line = "\n".join([head] + [f"  {text}" for text in result["lines"]])
+        return line + ("  low confidence" if result["low_confidence"] else "")
     line = f"{result['path']}: {reading(result)} ({100 * result['confidence']:.1f}%)"
     if result["low_confidence"]:
         alternatives = ", ".join(f"{k} {100 * p:.0f}%" for k, p in result["top_k"][1:])

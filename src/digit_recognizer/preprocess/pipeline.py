@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,11 +42,22 @@ class Extraction:
     options: list
     guess: list
     choice: list
+    line_of: list = field(default_factory=list)
+    background: np.ndarray | None = None
 
     @property
     def indices(self) -> list[int]:
-        """Pool indices of the digits read, left to right."""
+        """Pool indices of the digits read: lines top to bottom, each left to right."""
         return [i for options, c in zip(self.options, self.choice) for i in options[c]]
+
+    @property
+    def line_lengths(self) -> list[int]:
+        """How many of the digits read (``indices``) each line holds, top to bottom."""
+        line_of = self.line_of or [0] * len(self.options)
+        lengths = [0] * (max(line_of) + 1)
+        for line, options, c in zip(line_of, self.options, self.choice):
+            lengths[line] += len(options[c])
+        return lengths
 
     @property
     def digits(self) -> np.ndarray:
@@ -89,7 +100,9 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
     x_full = 255 - gray_full if inverted else gray_full  # uint8, bright ink
     x = max_pool(x_full, WORK_SIDE)
     ink, mask, background = ink_map(x, inverted, even)
-    labels, groups = find_digits(ink, mask, single)
+    labels, lines = find_digits(ink, mask, single)
+    groups = [g for line in lines for g in line]
+    line_of = [k for k, line in enumerate(lines) for _ in line]
     if not groups:
         raise DigitsError(NO_DIGIT)
 
@@ -117,7 +130,8 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
         guesses.append(min(max(1, guess), len(readings)) - 1)
     gray = (255 - x if inverted else x).astype(np.float32) * np.float32(1 / 255)  # as seen at work resolution
     pool = np.stack(pool).astype(np.float32)
-    return Extraction(gray, ink, mask, inverted, pool, pool_boxes, options, guesses, list(guesses))
+    return Extraction(gray, ink, mask, inverted, pool, pool_boxes, options, guesses, list(guesses), line_of,
+                      background)
 
 
 def to_mnist(image, *, deskew: bool = False) -> np.ndarray:

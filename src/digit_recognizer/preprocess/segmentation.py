@@ -8,16 +8,75 @@ from scipy import ndimage
 from digit_recognizer.preprocess.page import noise_floor
 
 
-def find_digits(ink: np.ndarray, mask: np.ndarray, single: bool):
-    """Group the ink into digits: (labels, list of (box, label ids)), left to right.
+# Two pieces of ink are on one text line when they overlap vertically by this fraction of
+# the shorter one (neighbours on a line turned by 10 degrees still do).
+LINE_OVERLAP = 0.4
+# A piece shorter than this fraction of a digit (a loose flag, a broken stroke) also joins
+# a piece it overlaps horizontally, when the gap between them is under STACK_GAP digits;
+# so do two pieces one above the other that overlap horizontally by half the narrower,
+# when together they are at most STACK_HEIGHT digits high (the halves of a broken digit).
+SMALL_PIECE = 0.6
+STACK_GAP = 0.25
+STACK_HEIGHT = 2.2
+# A line whose tallest piece is under this fraction of the tallest digit is a mark, not digits.
+LINE_MIN_HEIGHT = 0.5
 
-    ``components`` finds the pieces of ink worth reading, ``group`` puts the
-    pieces of each digit together; ``single`` makes all of them one digit.
+
+def find_digits(ink: np.ndarray, mask: np.ndarray, single: bool):
+    """Group the ink into lines of digits: (labels, [[(box, label ids), ...], ...]),
+    lines top to bottom, digits left to right.
+
+    ``components`` finds the pieces of ink worth reading, ``text_lines`` sorts
+    them into lines, ``group`` puts the pieces of each digit together;
+    ``single`` makes all of them one digit.
     """
     labels, box, area, keep = components(ink, mask)
     if not keep.any():
         return labels, []
-    return labels, group(box, area, keep, single)
+    if single:
+        return labels, [group(box, area, keep, True)]
+    lines = []
+    for members in text_lines(box, area, keep):
+        line_keep = np.zeros_like(keep)
+        line_keep[members] = True
+        lines.append(group(box, area, line_keep, False))
+    return labels, [line for line in lines if line]
+
+
+def text_lines(box: np.ndarray, area: np.ndarray, keep: np.ndarray) -> list[np.ndarray]:
+    """The kept pieces (indices into ``box``) sorted into text lines, top to bottom.
+
+    Pieces overlapping vertically by LINE_OVERLAP of the shorter are on one
+    line, and so, through them, are their neighbours' neighbours: a line may
+    be slightly turned, and its digits of different heights. Small pieces
+    join what they sit just above or below (STACK_GAP).
+    """
+    index = np.flatnonzero(keep)
+    top, bottom = box[index, 0], box[index, 2]
+    left, right = box[index, 1], box[index, 3]
+    height = bottom - top
+    typical = height[area[index] >= 0.3 * area[index].max()].max()
+    overlap = np.minimum(bottom[:, None], bottom[None, :]) - np.maximum(top[:, None], top[None, :])
+    linked = overlap >= LINE_OVERLAP * np.minimum(height[:, None], height[None, :])
+    small = height < SMALL_PIECE * typical
+    x_overlap = np.minimum(right[:, None], right[None, :]) - np.maximum(left[:, None], left[None, :])
+    near = -overlap <= STACK_GAP * typical
+    linked |= (small[:, None] | small[None, :]) & (x_overlap > 0) & near
+    width = right - left
+    together = np.maximum(bottom[:, None], bottom[None, :]) - np.minimum(top[:, None], top[None, :])
+    linked |= (x_overlap >= 0.5 * np.minimum(width[:, None], width[None, :])) & near & (
+        together <= STACK_HEIGHT * typical)
+    _, line_of = connected_components(linked)
+    lines = [index[line_of == k] for k in range(line_of.max() + 1)]
+    lines = [m for m in lines if (box[m, 2] - box[m, 0]).max() >= LINE_MIN_HEIGHT * typical]
+    return sorted(lines, key=lambda m: float(np.average((box[m, 0] + box[m, 2]) / 2, weights=area[m])))
+
+
+def connected_components(adjacency: np.ndarray) -> tuple[int, np.ndarray]:
+    """(count, label per node) of the graph with the (n, n) boolean ``adjacency``."""
+    from scipy.sparse.csgraph import connected_components as graph_components
+
+    return graph_components(adjacency, directed=False)
 
 
 def components(ink: np.ndarray, mask: np.ndarray):
