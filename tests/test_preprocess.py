@@ -348,3 +348,45 @@ def test_one_line_is_not_split_by_digits_of_different_heights():
     draw.text((170, 100), "2", fill=0, font=ImageFont.truetype(FONT, 100))  # smaller, lower
     draw.text((300, 40), "9", fill=0, font=ImageFont.truetype(FONT, 150))
     assert preprocess.extract(image).line_lengths == [3]
+
+
+# --------------------------------------------------------------------------- ruled paper
+
+
+def on_ruled_paper(text="4", spacing=24, turn=0.0, grid=False, rule=150) -> Image.Image:
+    """``text`` written over ruled (or squared) paper whose rules cross it, the page turned."""
+    x = np.asarray(drawn(text, size=(400, 300), height=170), np.float32)
+    paper = np.full_like(x, 250.0)
+    paper[(np.arange(300) % spacing) < 2, :] = rule
+    if grid:
+        paper[:, (np.arange(400) % spacing) < 2] = rule
+    page = np.minimum(paper, x)
+    return Image.fromarray(page.astype(np.uint8)).rotate(turn, Image.Resampling.BILINEAR, fillcolor=250)
+
+
+@pytest.mark.parametrize("grid, turn", [(False, 0.0), (False, 7.0), (True, -5.0)])
+def test_rules_are_removed_and_the_strokes_kept(grid, turn):
+    ex = preprocess.extract(on_ruled_paper("4", grid=grid, turn=turn))
+    assert ex.rules.sum() > 0.5 * 400 * 300 / 24  # most of the rules were found
+    assert len(ex.digits) == 1
+    plain = preprocess.to_mnist(Image.fromarray(np.asarray(drawn("4", size=(400, 300), height=170))).rotate(
+        turn, fillcolor=255))
+    assert similar(ex.digits[0], plain) > 0.85
+
+
+def test_page_angle_is_found():
+    from digit_recognizer.preprocess import rules
+
+    mask = np.zeros((200, 300), bool)
+    for y0 in range(10, 200, 20):
+        xs = np.arange(300)
+        ys = np.round(y0 + xs * np.tan(np.radians(4.0))).astype(int)
+        inside = ys < 200
+        mask[ys[inside], xs[inside]] = True
+    assert abs(rules.page_angle(mask) - 4.0) < 0.2
+
+
+def test_a_long_digit_stroke_is_not_a_rule():
+    """A thin 7's bar is long and straight, but one bar alone is not a ruled page."""
+    ex = preprocess.extract(drawn("7", size=(260, 260), height=240))
+    assert not ex.rules.any()

@@ -10,6 +10,7 @@ from digit_recognizer.errors import DigitsError
 from digit_recognizer.preprocess.load import DECODE_SIDE, load_image, to_gray
 from digit_recognizer.preprocess.normalize import digit_crop, to_28x28
 from digit_recognizer.preprocess.page import WORK_SIDE, ink_map, max_pool, paper_only, polarity
+from digit_recognizer.preprocess.rules import remove_rules
 from digit_recognizer.preprocess.segmentation import find_digits, splits
 
 SPLIT_PRIOR = 0.95            # prior odds per digit more or fewer than the width suggests
@@ -44,6 +45,7 @@ class Extraction:
     choice: list
     line_of: list = field(default_factory=list)
     background: np.ndarray | None = None
+    rules: np.ndarray | None = None
 
     @property
     def indices(self) -> list[int]:
@@ -100,6 +102,7 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
     x_full = 255 - gray_full if inverted else gray_full  # uint8, bright ink
     x = max_pool(x_full, WORK_SIDE)
     ink, mask, background = ink_map(x, inverted, even)
+    ink, mask, rules = remove_rules(ink, mask)
     labels, lines = find_digits(ink, mask, single)
     groups = [g for line in lines for g in line]
     line_of = [k for k, line in enumerate(lines) for _ in line]
@@ -131,7 +134,7 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
     gray = (255 - x if inverted else x).astype(np.float32) * np.float32(1 / 255)  # as seen at work resolution
     pool = np.stack(pool).astype(np.float32)
     return Extraction(gray, ink, mask, inverted, pool, pool_boxes, options, guesses, list(guesses), line_of,
-                      background)
+                      background, rules)
 
 
 def to_mnist(image, *, deskew: bool = False) -> np.ndarray:

@@ -1,0 +1,160 @@
+"""Ruled and squared paper: find the printed lines and take them out, keeping the strokes.
+
+Rules are long, thin, straight and (on a page turned in the photo) all at one
+angle. ``remove_rules`` works on the thresholded ink:
+
+1. ``page_angle``: the turn of the page, as the angle whose projection of the
+   ink onto the vertical axis is most sharply peaked (rules all fall into a few
+   rows at the right angle and smear at any other).
+2. The mask is sheared by that angle so that rules run along rows (a shear moves
+   whole columns by whole pixels: nothing is resampled). A horizontal opening
+   RULE_MIN_RUN of the width long keeps only long horizontal runs; rows where
+   such runs cover RULE_COVER of the width are rules when there are at least
+   MIN_RULES of them (a ruled page) or one covers LONE_RULE_COVER (a line
+   under the number, an edge of the sheet). No digit stroke is that long.
+3. In those rows, ink no stronger than the rule itself is removed, then put
+   back where a stroke crosses: a closing along the stroke direction (across
+   the rule) bridges the gap wherever there is ink on both sides.
+
+Vertical rules (squared paper, a margin) are the same on the transposed image.
+Work images are (H, W) uint8 ink (255 = full contrast) and a bool mask.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+MAX_TILT = 12.0        # degrees: the most a photographed page is turned that rules are looked for at
+TILT_STEP = 0.5        # the coarse search step (degrees), then refined to a tenth of it
+ANGLE_SAMPLES = 4000   # ink pixels the angle is judged on (a sample: the angle needs no more)
+RULE_MIN_RUN = 1 / 8   # opening length: runs shorter than this fraction of the width are not rules
+RULE_COVER = 0.35      # a row is a rule where long runs cover this fraction of the width ...
+MIN_RULES = 3          # ... and there are this many such rows (a ruled or squared page) ...
+LONE_RULE_COVER = 0.85  # ... or one row covers this fraction (a single line, the sheet's edge)
+PEN_OVER_RULE = 1.6    # ink this many times stronger than the rule's own is a pen stroke on it
+MAX_RULE_THICKNESS = 0.03  # of the short side: thicker bands are not printed rules ...
+RULE_PEAK = 0.8        # ... but may hold one: the rows covered nearly as well as the best of them
+
+
+def remove_rules(ink: np.ndarray, mask: np.ndarray):
+    """(ink, mask, rules): ``ink`` and ``mask`` with ruled and grid lines removed and
+    the strokes crossing them repaired; ``rules``: bool, the pixels taken out."""
+    rules = np.zeros(mask.shape, bool)
+    h, w = mask.shape
+    # rules run across the page: without ink over RULE_COVER of the width (height) there are none
+    across = mask.any(axis=0).mean() >= RULE_COVER, mask.any(axis=1).mean() >= RULE_COVER
+    if not any(across) or min(h, w) < 16:
+        return ink, mask, rules
+    angle = page_angle(mask)
+    if across[0]:
+        ink, mask, found = _remove_rows(ink, mask, np.tan(np.radians(angle)))
+        rules |= found
+    if across[1]:
+        ink_t, mask_t, found = _remove_rows(ink.T, mask.T, -np.tan(np.radians(angle)))
+        ink, mask = np.ascontiguousarray(ink_t.T), np.ascontiguousarray(mask_t.T)
+        rules |= found.T
+    return ink, mask, rules
+
+
+def page_angle(mask: np.ndarray) -> float:
+    """The page's turn in degrees (rows go down by tan(angle) per column to the right):
+    the angle whose row projection of the ink has the largest sum of squares."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) < 2:
+        return 0.0
+    step = max(1, len(ys) // ANGLE_SAMPLES)
+    ys, xs = ys[::step].astype(np.float32), xs[::step].astype(np.float32)
+    h, w = mask.shape
+    offset = w * np.tan(np.radians(MAX_TILT)) + 1
+
+    def peakedness(angle):
+        rows = np.round(ys - xs * np.tan(np.radians(angle)) + offset).astype(np.int64)
+        counts = np.bincount(rows, minlength=int(h + 2 * offset + 2))
+        return float(np.dot(counts, counts))
+
+    coarse = np.arange(-MAX_TILT, MAX_TILT + 1e-6, TILT_STEP)
+    best = coarse[int(np.argmax([peakedness(a) for a in coarse]))]
+    fine = np.arange(best - TILT_STEP, best + TILT_STEP + 1e-6, TILT_STEP / 10)
+    return float(fine[int(np.argmax([peakedness(a) for a in fine]))])
+
+
+def _shifts(width: int, slope: float) -> np.ndarray:
+    """Per column, how far down a row has moved at this slope (whole pixels, >= 0)."""
+    s = np.round(np.arange(width) * slope).astype(np.int64)
+    return s - s.min()
+
+
+def _shear(a: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Move each column up by its shift: a line at that slope becomes a row. (H + max, W)."""
+    h, w = a.shape
+    out = np.zeros((h + int(shifts.max()), w), a.dtype)
+    for start, stop, s in _runs(shifts):
+        out[int(shifts.max()) - s : int(shifts.max()) - s + h, start:stop] = a[:, start:stop]
+    return out
+
+
+def _unshear(a: np.ndarray, shifts: np.ndarray, h: int) -> np.ndarray:
+    """The inverse of ``_shear``: back to (h, W)."""
+    out = np.empty((h, a.shape[1]), a.dtype)
+    for start, stop, s in _runs(shifts):
+        out[:, start:stop] = a[int(shifts.max()) - s : int(shifts.max()) - s + h, start:stop]
+    return out
+
+
+def _runs(shifts: np.ndarray):
+    """(start, stop, shift) for each run of columns sharing one shift."""
+    edges = np.flatnonzero(np.diff(shifts)) + 1
+    starts = np.concatenate([[0], edges])
+    stops = np.concatenate([edges, [len(shifts)]])
+    return [(int(a), int(b), int(shifts[a])) for a, b in zip(starts, stops)]
+
+
+def _remove_rows(ink: np.ndarray, mask: np.ndarray, slope: float):
+    """Rules running along rows (at ``slope``) removed: (ink, mask, removed pixels)."""
+    h, w = mask.shape
+    shifts = _shifts(w, slope)
+    m = _shear(mask.astype(np.uint8), shifts)
+    # a rule a pixel off straight (the angle is found to a tenth of a step) is bridged
+    # by growing the mask one row up and down before the long opening
+    tall = cv2.dilate(m, np.ones((3, 1), np.uint8))
+    run = max(8, int(RULE_MIN_RUN * w))
+    long_runs = cv2.morphologyEx(tall, cv2.MORPH_OPEN, np.ones((1, run), np.uint8)) & m
+    cover = long_runs.sum(axis=1) / w
+    candidate = cover >= RULE_COVER
+    max_thickness = max(3, int(MAX_RULE_THICKNESS * min(h, w)))
+    bands = []
+    for a, b in _bands(candidate):
+        if b - a > max_thickness:
+            # a rule along a stroke (a grid line through a "1"): the rule is where the cover peaks
+            peak = cover[a:b] >= RULE_PEAK * cover[a:b].max()
+            bands += [(a + c, a + d) for c, d in _bands(peak) if d - c <= max_thickness]
+        else:
+            bands.append((a, b))
+    if not (len(bands) >= MIN_RULES or any(cover[a:b].max() >= LONE_RULE_COVER for a, b in bands)):
+        return ink, mask, np.zeros_like(mask)
+    x = _shear(ink, shifts)
+    in_band = np.zeros(m.shape[0], bool)
+    for a, b in bands:  # each band with a row of anti-aliased rim either side
+        in_band[max(a - 1, 0) : b + 1] = True
+    band = in_band[:, None] & (m > 0)
+    rule_level = np.median(x[(long_runs > 0) & in_band[:, None]])
+    removed = band & (x <= PEN_OVER_RULE * rule_level)
+    cleaned = np.where(removed, 0, x).astype(np.uint8)
+    # put back the strokes that cross: a closing across the rules (along a crossing stroke)
+    thickness = max(b - a for a, b in bands) + 2
+    across = np.ones((2 * thickness + 1, 1), np.uint8)
+    kept = ((m > 0) & ~removed).astype(np.uint8)
+    bridged = removed & (cv2.morphologyEx(kept, cv2.MORPH_CLOSE, across) > 0)
+    cleaned = np.where(bridged, cv2.morphologyEx(cleaned, cv2.MORPH_CLOSE, across), cleaned)
+    m_clean = (kept > 0) | bridged
+    removed &= ~bridged
+    return (_unshear(cleaned, shifts, h), _unshear(m_clean, shifts, h) & mask,
+            _unshear(removed, shifts, h))
+
+
+def _bands(rows: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of True in a 1-D bool array."""
+    padded = np.concatenate([[False], rows, [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
