@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
 
@@ -81,10 +82,18 @@ def run(args) -> int:
         reason = getattr(error, "strerror", None) or error
         raise DigitsError(f"cannot listen on {args.host}:{args.port}: {reason}") from None
     app = create_app(model, workers=args.workers, api_key=args.api_key)
-    app.state.predictor.start()  # the worker processes load the model before "serving on"
-    host, port = sock.getsockname()[:2]
-    host = f"[{host}]" if ":" in host else host  # an IPv6 address
-    print(f"digits: serving on http://{host}:{port}/ (API docs at /docs; Ctrl+C stops)", file=sys.stderr)
-    one_thread()  # for predictions in this process (--workers 0)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    # Until uvicorn takes over the signals, SIGTERM stops the start-up as Ctrl+C does, so the
+    # worker processes are stopped too rather than left behind.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        app.state.predictor.start()  # the worker processes load the model before "serving on"
+        signal.signal(signal.SIGTERM, previous)
+        host, port = sock.getsockname()[:2]
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address
+        print(f"digits: serving on http://{host}:{port}/ (API docs at /docs; Ctrl+C stops)", file=sys.stderr)
+        one_thread()  # for predictions in this process (--workers 0)
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        app.state.predictor.close()
     return 0

@@ -36,7 +36,7 @@ from digit_recognizer import __version__
 from digit_recognizer.errors import DigitsError
 from digit_recognizer.serve import access
 from digit_recognizer.serve.access import ApiKey
-from digit_recognizer.serve.inference import Predictor
+from digit_recognizer.serve.inference import Predictor, WorkersUnavailable
 from digit_recognizer.serve.inside import run_explanation
 from digit_recognizer.serve.learning import TrainingSession, add_routes
 from digit_recognizer.serve.metrics import Metrics, RequestMetrics
@@ -225,10 +225,15 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
 
     @asynccontextmanager
     async def lifespan(app):
-        await asyncio.to_thread(predictor.start)  # workers load the model before the first request
-        yield
-        training.close()
-        predictor.close()
+        try:
+            await asyncio.to_thread(predictor.start)  # workers load the model before the first request
+        except WorkersUnavailable:
+            pass  # /api/ready says so, and the predictor keeps trying to start them
+        try:
+            yield
+        finally:
+            training.close()
+            await asyncio.to_thread(predictor.close)
 
     app = FastAPI(
         title="digit-recognizer",
@@ -252,6 +257,12 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
     @app.exception_handler(DigitsError)
     async def digits_error(request, error):
         return _error(422, str(error))
+
+    @app.exception_handler(WorkersUnavailable)
+    async def workers_unavailable(request, error):
+        response = _error(503, f"no prediction worker is available: {error}; try again shortly")
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(HTTPException)
     async def http_error(request, error):
@@ -335,7 +346,8 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
         summary="Recognise the digit in an image",
         response_model=None,  # pass predict_image's answer through unfiltered; Prediction documents it
         responses={200: {"model": Prediction}, 400: {"model": Error}, 413: {"model": Error},
-                   409: {"model": Error}, 415: {"model": Error}, 422: {"model": Error}},
+                   409: {"model": Error}, 415: {"model": Error}, 422: {"model": Error},
+                   503: {"model": Error}},
         openapi_extra={"requestBody": body_doc},
     )
     async def predict_route(
@@ -346,6 +358,8 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
         source = await _read_source(request)
         try:
             answer = await chosen(model)(source, top_k)
+        except WorkersUnavailable:
+            raise
         except DigitsError:
             metrics.prediction_errors.inc()
             raise
