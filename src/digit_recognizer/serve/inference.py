@@ -241,7 +241,8 @@ class Predictor:
 
     def close(self, grace: float = 10.0) -> None:
         """Stop the thread or the workers, in any state: a start under way gives up within
-        0.1 s; workers get ``grace`` seconds to finish what they run."""
+        0.1 s; workers get ``grace`` seconds to finish what they run. A later request or
+        ``start`` starts them again."""
         self._closing.set()
         with self._lock:  # held at most 0.1 s more by a start, now that closing is set
             executor, self._executor = self._executor, None
@@ -251,6 +252,8 @@ class Predictor:
             executor.shutdown(wait=True, cancel_futures=True)
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(5)
+        self._watcher = None
         if self._model_file is not None:
             Path(self._model_file).unlink(missing_ok=True)
             self._model_file = None
+        self._closing.clear()  # closed, not spoilt: a later call starts afresh (an app served again)
