@@ -44,6 +44,7 @@ from digit_recognizer.files import atomic_write
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
+NOT_A_DIGIT = "not a digit"  # the name of the class of generated non-digits
 
 
 def _log(message: str) -> None:
@@ -375,6 +376,7 @@ class TrainConfig:
     val_size: int | None = None   # None: 5000, or a tenth of the images if fewer than 50000
     patience: int | None = None   # None: never stop early (the best epoch is still kept)
     limit: int | None = None      # train on a stratified subset of this many images
+    negatives: int = 0            # generated non-digits added as a last class, "not a digit"
     data_dir: str | None = None
 
     @classmethod
@@ -400,6 +402,8 @@ class TrainConfig:
             raise DigitsError(f"--limit must be at least 2, got {self.limit}")
         if self.val_size is not None and self.val_size < 0:
             raise DigitsError(f"--val-size must be 0 or more, got {self.val_size}")
+        if self.negatives < 0:
+            raise DigitsError(f"--negatives must be 0 or more, got {self.negatives}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise DigitsError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
 
@@ -459,6 +463,21 @@ def _select(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return data.train_val_split(labels, n, seed=seed + 1)[1]
 
 
+def _add_negatives(config: TrainConfig, label: int, train_set, val_set):
+    """Append ``config.negatives`` generated non-digits, labelled ``label``, to the training
+    and validation sets, shared in proportion to their sizes (same seed, same images)."""
+    from digit_recognizer.data import negatives
+
+    n_val = round(config.negatives * len(val_set[1]) / (len(train_set[1]) + len(val_set[1])))
+    images, _ = negatives.generate(config.negatives, negatives.TRAIN_KINDS, seed=config.seed + 7,
+                                   data_dir=config.data_dir)
+    parts = []
+    for (x, y), extra in ((train_set, images[n_val:]), (val_set, images[:n_val])):
+        parts.append((np.concatenate([x, extra]),
+                      np.concatenate([y, np.full(len(extra), label, dtype=y.dtype)])))
+    return parts
+
+
 def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: bool = False,
           command: str | None = None, progress: bool = True) -> dict:
     """Run a whole experiment into ``run_dir``; returns a summary dict.
@@ -496,18 +515,23 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
     train_idx, val_idx = data.train_val_split(labels, val_size, seed=config.seed)
     x_train, y_train = images[train_idx], labels[train_idx]
     x_val, y_val = images[val_idx], labels[val_idx]
+    classes = list(ds.classes)
+    if config.negatives:
+        (x_train, y_train), (x_val, y_val) = _add_negatives(
+            config, len(classes), (x_train, y_train), (x_val, y_val))
+        classes.append(NOT_A_DIGIT)
 
     name, spec = models.get_spec(config.model)
     nn.manual_seed(config.seed)
-    spec = models.resolve(spec, n_classes=len(ds.classes))
-    net = models.build(spec, n_classes=len(ds.classes))
+    spec = models.resolve(spec, n_classes=len(classes))
+    net = models.build(spec, n_classes=len(classes))
     optimizer = make_optimizer(config.optimizer, net.parameters(), config.learning_rate,
                                config.weight_decay)
     steps = config.epochs * (len(x_train) // config.batch_size)
     schedule = make_schedule(config.schedule, config.learning_rate, steps)
 
     metadata = {
-        "name": name, "spec": spec, "mean": ds.mean, "std": ds.std, "classes": ds.classes,
+        "name": name, "spec": spec, "mean": ds.mean, "std": ds.std, "classes": classes,
         "dataset": ds.name, "input_shape": list(models.INPUT_SHAPE), "version": __version__,
         "command": command, "training": asdict(config),
     }
@@ -527,7 +551,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
         run_config = {
             "settings": asdict(config), "seed": config.seed, "command": command, "model_name": name,
             "spec": spec, "n_train": len(x_train), "n_val": len(x_val), "mean": ds.mean,
-            "std": ds.std, "classes": ds.classes, "steps": steps, "versions": _versions(),
+            "std": ds.std, "classes": classes, "steps": steps, "versions": _versions(),
             "threads": {"engine": nn.threads.default(),
                         **{k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}},
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -13,7 +13,7 @@ from digit_recognizer.errors import DigitsError
 # Settings that --resume takes from the run's config.json instead of the command line.
 _SETTINGS = ("model", "dataset", "epochs", "batch_size", "learning_rate", "optimizer",
              "weight_decay", "schedule", "label_smoothing", "seed", "augment", "elastic",
-             "val_size", "patience", "limit", "data_dir", "out")
+             "val_size", "patience", "limit", "negatives", "data_dir", "out")
 
 
 def add_arguments(p: argparse.ArgumentParser, underscore_aliases: bool = False) -> None:
@@ -50,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser, underscore_aliases: bool = False) 
     flag("patience", type=int, metavar="N",
          help="stop after N epochs without validation improvement (default: never)")
     flag("limit", type=int, metavar="N", help="train on a stratified subset of N images")
+    flag("negatives", type=int, metavar="N", help="add N generated non-digits (letters, symbols, "
+         "clothing, strokes, noise) as a last class, \"not a digit\" (default: 0)")
     flag("data-dir", type=Path, metavar="DIR", help="data cache folder")
     flag("out", type=Path, metavar="RUN_DIR", help="run directory (default: runs/MODEL-DATASET-TIME)")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
