@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from digit_recognizer import calibration
 from digit_recognizer.errors import DigitsError
+
+NOT_A_DIGIT = "not a digit"  # as modelfile.NOT_A_DIGIT (this module needs no model files)
 
 # Probabilities are clipped here before the log so a confident mistake costs a large
 # but finite loss instead of inf.
@@ -70,8 +73,13 @@ def metrics_from_predictions(labels, proba: np.ndarray, classes: list[str]) -> d
     ``per_class`` ([{digit, class, precision, recall, f1, support}], one per class in order;
     ``class`` is the class's name, ``digit`` its value, present only when every class is a digit),
     ``confusion_matrix`` (counts) and ``confusion_matrix_normalized`` (rows sum to 1),
+    ``ece`` (expected calibration error, 15 bins) and ``reliability`` (its bins),
     ``classes`` and ``misclassified`` ([{index, true, predicted, confidence}] with class
     indices, most confident mistakes first; ``confidence`` is p[predicted]).
+
+    A model with a "not a digit" class, measured on digits only, also gets ``refused``
+    (the share of digits answered "not a digit"; they count as errors in ``accuracy``),
+    and ``per_class`` leaves out the class that no sample has.
     """
     labels = np.asarray(labels, dtype=np.int64)
     proba = np.asarray(proba, dtype=np.float64)
@@ -91,15 +99,23 @@ def metrics_from_predictions(labels, proba: np.ndarray, classes: list[str]) -> d
     weights = scores["support"] / labels.size
     digit_classes = all(str(name).isdigit() for name in classes)  # "digit" only where classes are digits
     names = ("precision", "recall", "f1")
+    reject = list(classes).index(NOT_A_DIGIT) if NOT_A_DIGIT in classes else None
+    reported = [k for k in range(n_classes) if k != reject or scores["support"][k]]
     wrong = np.flatnonzero(predicted != labels)
     # Most confident mistakes first: those are the interesting ones to look at.
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")]
 
+    calibrated = calibration.reliability(proba, labels)
+    extra = {}
+    if reject is not None:
+        extra["refused"] = float((predicted == reject).mean())
     return {
         "n": int(labels.size),
         "accuracy": float(np.trace(cm) / labels.size),
+        **extra,
         "loss": loss,
-        "macro_avg": {k: float(scores[k].mean()) for k in names},
+        "ece": calibrated["ece"],
+        "macro_avg": {k: float(scores[k][reported].mean()) for k in names},
         "weighted_avg": {k: float((scores[k] * weights).sum()) for k in names},
         "per_class": [
             {
@@ -110,11 +126,12 @@ def metrics_from_predictions(labels, proba: np.ndarray, classes: list[str]) -> d
                 "f1": float(scores["f1"][k]),
                 "support": int(scores["support"][k]),
             }
-            for k, name in enumerate(classes)
+            for k, name in enumerate(classes) if k in reported
         ],
         "classes": [str(c) for c in classes],
         "confusion_matrix": cm.tolist(),
         "confusion_matrix_normalized": normalize_rows(cm).round(6).tolist(),
+        "reliability": calibrated["bins"],
         "misclassified": [
             {
                 "index": int(i),

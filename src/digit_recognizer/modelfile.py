@@ -34,6 +34,8 @@ FORMAT = "digit-recognizer"
 REQUIRED_METADATA = ("spec", "mean", "std", "classes")
 CHECKPOINT_PREFIX = "checkpoint/"
 PRETRAINED_NAME = "mnist-cnn.safetensors"
+#: The name of the class a model may have beside the digits, for anything that is not one.
+NOT_A_DIGIT = "not a digit"
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -143,7 +145,8 @@ class Model:
     ``predict_proba`` takes float32 images in [0, 1] (uint8 in [0, 255] is also
     accepted), white digit on black, shaped (N, 28, 28), (N, 1, 28, 28) or one
     (28, 28) image, and returns (N, n_classes) probabilities. The model applies
-    its own normalisation x' = (x - mean) / std.
+    its own normalisation x' = (x - mean) / std, and its calibration temperature:
+    p = softmax(z / T) (T from the metadata, fitted on the validation split; 1 if absent).
     """
 
     def __init__(self, net: nn.Sequential, metadata: dict):
@@ -153,6 +156,16 @@ class Model:
     @property
     def classes(self) -> list[str]:
         return list(self.metadata["classes"])
+
+    @property
+    def temperature(self) -> float:
+        return float(self.metadata.get("temperature", 1.0))
+
+    @property
+    def not_a_digit_index(self) -> int | None:
+        """The index of the "not a digit" class, or None for a model without one."""
+        classes = self.classes
+        return classes.index(NOT_A_DIGIT) if NOT_A_DIGIT in classes else None
 
     @property
     def mean(self) -> float:
@@ -193,7 +206,9 @@ class Model:
         return np.concatenate(out).astype(np.float32, copy=False)
 
     def predict_proba(self, images, batch_size: int = 1000) -> np.ndarray:
-        return nn.softmax(self.logits(images, batch_size)).astype(np.float32, copy=False)
+        """Calibrated class probabilities (N, n_classes): softmax(logits / temperature)."""
+        logits = self.logits(images, batch_size) / np.float32(self.temperature)
+        return nn.softmax(logits).astype(np.float32, copy=False)
 
     def predict(self, images, batch_size: int = 1000) -> np.ndarray:
         return self.logits(images, batch_size).argmax(axis=1)
@@ -219,6 +234,10 @@ def from_tensors(path, tensors: dict[str, np.ndarray], metadata: dict) -> Model:
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
     if missing:
         raise DigitsError(f"{path} lacks model metadata: {', '.join(missing)}")
+    temperature = metadata.get("temperature", 1.0)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+            or not (0 < temperature < float("inf")):
+        raise DigitsError(f"{path} has an invalid temperature {temperature!r} (must be a positive number)")
     try:
         net = models.build(metadata["spec"], n_classes=len(metadata["classes"]))
     except DigitsError as error:

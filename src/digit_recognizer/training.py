@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from digit_recognizer import __version__, data, evaluation, models, modelfile, nn
+from digit_recognizer import __version__, calibration, data, evaluation, models, modelfile, nn
 from digit_recognizer.data.augment import Augmentation
 from digit_recognizer.errors import DigitsError
 from digit_recognizer.files import atomic_write
@@ -44,7 +44,6 @@ from digit_recognizer.files import atomic_write
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
-NOT_A_DIGIT = "not a digit"  # the name of the class of generated non-digits
 
 
 def _log(message: str) -> None:
@@ -463,6 +462,23 @@ def _select(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return data.train_val_split(labels, n, seed=seed + 1)[1]
 
 
+def calibrate(model: modelfile.Model, images: np.ndarray, labels: np.ndarray) -> dict:
+    """Fit the model's temperature on held-out (validation) images and record it in its
+    metadata, with the validation NLL and ECE before and after; returns that record."""
+    logits = model.logits(images)
+    temperature = calibration.fit_temperature(logits, labels)
+    record = {"split": "validation", "n": int(len(labels)), "temperature": temperature}
+    for name, t in (("before", 1.0), ("after", temperature)):
+        proba = nn.softmax(logits / np.float32(t))
+        record[f"nll_{name}"] = calibration.nll(logits, labels, t)
+        record[f"ece_{name}"] = calibration.expected_calibration_error(proba, labels)
+    model.metadata["temperature"] = temperature
+    model.metadata["calibration"] = record
+    _log(f"temperature {temperature:.3f} fitted on {len(labels)} validation images: "
+         f"ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f}")
+    return record
+
+
 def _add_negatives(config: TrainConfig, label: int, train_set, val_set):
     """Append ``config.negatives`` generated non-digits, labelled ``label``, to the training
     and validation sets, shared in proportion to their sizes (same seed, same images)."""
@@ -519,7 +535,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
     if config.negatives:
         (x_train, y_train), (x_val, y_val) = _add_negatives(
             config, len(classes), (x_train, y_train), (x_val, y_val))
-        classes.append(NOT_A_DIGIT)
+        classes.append(modelfile.NOT_A_DIGIT)
 
     name, spec = models.get_spec(config.model)
     nn.manual_seed(config.seed)
@@ -576,9 +592,12 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
 
     test_images, test_labels = data.load(ds, "test", config.data_dir)
     model = modelfile.Model(net, dict(metadata, epoch=best.best_epoch or trainer.epoch))
+    if len(x_val):
+        calibrate(model, x_val, y_val)
     metrics = evaluation.evaluate(model, test_images, test_labels)
     model.metadata["metrics"] = {"split": "test", "accuracy": metrics["accuracy"],
-                                 "loss": metrics["loss"], "n": metrics["n"]}
+                                 "loss": metrics["loss"], "ece": metrics["ece"], "n": metrics["n"],
+                                 **({"refused": metrics["refused"]} if "refused" in metrics else {})}
     model.save(run_dir / "model.safetensors")
     report.write_run_artifacts(run_dir, trainer.history, metrics, test_images, test_labels, model,
                               title="Training report")
@@ -587,7 +606,8 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
         "run_dir": str(run_dir), "model": str(run_dir / "model.safetensors"),
         "report": str(run_dir / "report.html"), "epochs": trainer.epoch,
         "best_epoch": model.metadata["epoch"], "val_accuracy": best_row.get("val_accuracy"),
-        "test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"],
+        "test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"], "test_ece": metrics["ece"],
+        "temperature": model.temperature,
         "seconds": round(sum(row["seconds"] for row in trainer.history), 1),
     }
     _log(f"test accuracy {100 * metrics['accuracy']:.2f}% (best epoch {summary['best_epoch']})")

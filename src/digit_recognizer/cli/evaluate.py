@@ -37,7 +37,7 @@ def run(args) -> int:
     model_path = args.model or modelfile.default_model_path()
     model = modelfile.load(args.model)  # None: the shipped model, with its own message if missing
     ds = data.get_dataset(args.dataset or model.metadata.get("dataset") or "mnist")
-    if list(ds.classes) != model.classes:
+    if model.classes not in (list(ds.classes), list(ds.classes) + [modelfile.NOT_A_DIGIT]):
         raise DigitsError(f"{model_path} predicts classes {', '.join(model.classes)}, "
                           f"but {ds.name} has {', '.join(ds.classes)}; pick the matching --dataset")
     images, labels = data.load(ds, args.split, args.data_dir, quiet=args.json)
@@ -71,8 +71,10 @@ def format_metrics(metrics: dict) -> str:
     lines = [
         f"model     {metrics['model']}",
         f"data      {metrics['dataset']} {metrics['split']}, {n:,} images",
-        f"accuracy  {100 * metrics['accuracy']:.2f}%  ({errors:,} error{'s' if errors != 1 else ''})",
+        f"accuracy  {100 * metrics['accuracy']:.2f}%  ({errors:,} error{'s' if errors != 1 else ''}"
+        + (f", of which {round(metrics['refused'] * n):,} answered \"not a digit\")" if "refused" in metrics else ")"),
         f"loss      {metrics['loss']:.4f}  (mean cross-entropy)",
+        f"ECE       {metrics['ece']:.4f}  (expected calibration error, 15 bins)",
         "",
     ]
     width = max(7, *(len(c) for c in classes), len("weighted avg"))
