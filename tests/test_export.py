@@ -180,3 +180,17 @@ def test_cli_writes_a_checked_file_and_reports_bad_input(tmp_path, capsys):
     assert err.startswith("digits: error:") and "Traceback" not in err
     with pytest.raises(SystemExit):
         main(["export", str(path), "--format", "tflite", "--out", str(out)])
+
+
+def test_probabilities_are_calibrated_with_the_temperature_and_keep_the_not_a_digit_class(mnist_test):
+    spec = [dict(layer) for layer in models.ARCHITECTURES["lenet5"]]
+    spec[-1] = dict(spec[-1], out_features=11)
+    nn.manual_seed(0)
+    metadata = {"spec": models.resolve(spec, n_classes=11), "mean": MEAN, "std": STD, "temperature": 1.7,
+                "classes": [str(i) for i in range(10)] + ["not a digit"], "dataset": "mnist"}
+    model = modelfile.Model(models.build(spec, n_classes=11), metadata)
+    proto = export.to_onnx(model)
+    x, _ = _images(mnist_test, 200)
+    _assert_agrees(model, proto, x)  # probabilities as predict_proba: softmax(logits / 1.7)
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(props["classes"])[-1] == "not a digit" and float(props["temperature"]) == 1.7

@@ -219,3 +219,18 @@ def test_classic_train_script_reports_errors_in_one_line(tmp_path):
                              "--out", tmp_path / "x"], env=_env(), capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.startswith("python src/train.py: error: --batch-size must be at least 1")
+
+
+def test_training_with_negatives_learns_a_not_a_digit_class_and_a_temperature(mnist_data_dir, tmp_path):
+    config = TrainConfig(model="lenet5", epochs=1, limit=2000, negatives=300, batch_size=32,
+                         data_dir=str(mnist_data_dir))
+    summary = train(config, tmp_path / "run", command="test", progress=False)
+    model = modelfile.load(tmp_path / "run" / "model.safetensors")
+    assert model.classes == [str(d) for d in range(10)] + ["not a digit"]
+    assert model.not_a_digit_index == 10
+    record = model.metadata["calibration"]
+    assert record["split"] == "validation" and record["n"] == 200 + 30  # a tenth of each, held out
+    assert model.temperature == record["temperature"] == summary["temperature"]
+    assert record["nll_after"] <= record["nll_before"] + 1e-12  # the fitted T minimises the NLL
+    metrics = model.metadata["metrics"]
+    assert 0.0 <= metrics["refused"] < 0.5 and 0.0 <= metrics["ece"] <= 1.0

@@ -106,7 +106,8 @@ def explain(model, image: np.ndarray, top_k: int = 3) -> dict:
     std = float(model.metadata["std"])
     x = ((image - mean) / std)[None, None].astype(np.float32)
     scores = logits(model.net, x)
-    probabilities = nn.softmax(scores)[0]
+    # Calibrated, as every prediction: softmax(z / T) with the model's temperature.
+    probabilities = nn.softmax(scores / np.float32(model.metadata.get("temperature", 1.0)))[0]
     predicted = int(np.argmax(probabilities))
     _, grad = input_gradient(model.net, x, predicted)
     order = np.argsort(-probabilities, kind="stable")[:top_k]

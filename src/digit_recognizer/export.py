@@ -5,7 +5,8 @@ The graph takes what ``Model.predict_proba`` takes -- ``image``: float32
 normalisation ``(x - mean) / std`` in as its first two nodes, so a caller
 needs nothing but onnxruntime and the 28x28 image from ``preprocess.to_mnist``.
 It returns ``logits`` ``(batch, n_classes)`` and ``probabilities`` (their
-softmax). Dropout is the identity at inference and is left out; batch norm
+softmax at the model's calibration temperature, softmax(logits / T), as
+``Model.predict_proba``; the last class of a model with one is "not a digit"). Dropout is the identity at inference and is left out; batch norm
 becomes ``BatchNormalization`` with the running statistics. The model's
 metadata (classes, normalisation, architecture, metrics, version) travels in
 the file's ``metadata_props``.
@@ -150,7 +151,9 @@ def to_onnx(model):
         g.op("Identity", [x], out="probabilities")
     else:
         g.op("Identity", [x], out="logits")
-        g.op("Softmax", ["logits"], out="probabilities", axis=1)
+        # Calibrated, as Model.predict_proba: softmax(logits / temperature).
+        scaled = g.op("Div", ["logits", g.const("temperature", model.temperature)])
+        g.op("Softmax", [scaled], out="probabilities", axis=1)
         outputs.append(helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", len(classes)]))
     outputs.append(helper.make_tensor_value_info("probabilities", onnx.TensorProto.FLOAT, ["batch", len(classes)]))
 
@@ -176,6 +179,7 @@ def to_onnx(model):
                  "the graph applies (x - mean) / std itself",
         "mean": meta["mean"],
         "std": meta["std"],
+        "temperature": model.temperature,
         "architecture": meta.get("spec"),
         "dataset": meta.get("dataset"),
         "metrics": meta.get("metrics"),

@@ -163,9 +163,9 @@ class Model:
 
     @property
     def not_a_digit_index(self) -> int | None:
-        """The index of the "not a digit" class, or None for a model without one."""
+        """The index of the "not a digit" class (always the last class), or None."""
         classes = self.classes
-        return classes.index(NOT_A_DIGIT) if NOT_A_DIGIT in classes else None
+        return len(classes) - 1 if classes and classes[-1] == NOT_A_DIGIT else None
 
     @property
     def mean(self) -> float:

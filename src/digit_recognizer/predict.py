@@ -15,6 +15,11 @@ An image holding several digits also carries ``"number": "2026"`` and
 probability that the whole number is right (the product over its digits).
 Digits on several lines carry ``"lines": ["2026", "12"]`` (top to bottom)
 instead of ``"number"``, and ``"digits"`` line after line.
+
+A model with a "not a digit" class (the shipped one) answers
+``{"error": "not a digit", "not_a_digit": 0.97}`` when that class is the most
+likely one for any digit read; otherwise its digits' probabilities are those of
+the digit classes (calibrated, so they leave room for "not a digit").
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ from digit_recognizer import preprocess
 from digit_recognizer.errors import DigitsError
 
 LOW_CONFIDENCE = 0.75  # below this a reading is flagged "low_confidence"
+NOT_A_DIGIT = "not a digit"  # the error for an input the model classes as no digit
+
+
+def not_a_digit_index(model) -> int | None:
+    """The column of the model's "not a digit" class (always its last), or None."""
+    return getattr(model, "not_a_digit_index", None)
 
 
 def _digit_result(probs: np.ndarray, top_k: int) -> dict:
@@ -40,9 +51,15 @@ def _digit_result(probs: np.ndarray, top_k: int) -> dict:
     }
 
 
-def _result(probs: np.ndarray, top_k: int, line_lengths=None) -> dict:
+def _result(probs: np.ndarray, top_k: int, line_lengths=None, reject: int | None = None) -> dict:
     """One image's result from the (n_digits, n_classes) probabilities of its digits
-    (lines top to bottom, each left to right; ``line_lengths``: digits per line)."""
+    (lines top to bottom, each left to right; ``line_lengths``: digits per line);
+    ``reject``: the column of the "not a digit" class, if the model has one."""
+    if reject is not None:
+        refused = probs.argmax(axis=1) == reject
+        if refused.any():
+            return {"error": NOT_A_DIGIT, "not_a_digit": round(float(probs[refused, reject].max()), 4)}
+        probs = probs[:, :reject]
     digits = [_digit_result(p, top_k) for p in probs]
     if len(digits) == 1:
         result = digits[0]
@@ -67,7 +84,8 @@ def _result(probs: np.ndarray, top_k: int, line_lengths=None) -> dict:
 def predict_image(model, source, top_k: int = 3, *, deskew: bool = False, steps_dir=None) -> dict:
     """Read the digit (or number) in ``source`` (path, bytes, PIL image or array).
 
-    Raises ``DigitsError`` for an unreadable image or ``"no digit found"``.
+    Raises ``DigitsError`` for an unreadable image or ``"no digit found"``; something the
+    model classes as no digit gives ``{"error": "not a digit", ...}``.
     ``steps_dir``: also write the intermediate images there (``preprocess.save_steps``).
     """
     ex = preprocess.extract(source, deskew=deskew)
@@ -84,15 +102,19 @@ def read(model, ex: preprocess.Extraction, top_k: int = 3, probs=None) -> dict:
     the network inputs that were read. ``probs``: the model's output for ``ex.pool``,
     when already computed (batched over many images)."""
     probs = np.asarray(model.predict_proba(ex.pool) if probs is None else probs)
-    ex.choose(probs)
-    return _with_class_names(_result(probs[ex.indices], top_k, ex.line_lengths), getattr(model, "classes", None))
+    reject = not_a_digit_index(model)
+    # Readings are chosen by how surely their parts are digits, never by a sure "not a digit".
+    ex.choose(probs if reject is None else probs[:, :reject])
+    classes = getattr(model, "classes", None)
+    return _with_class_names(_result(probs[ex.indices], top_k, ex.line_lengths, reject),
+                             classes if reject is None else classes[:reject])
 
 
 def _with_class_names(result: dict, classes) -> dict:
     """For a model whose classes are not digits (Fashion-MNIST): ``"class"`` names the
     reading and ``top_k`` pairs carry names, ``[["Sneaker", 0.97], ...]``; ``digit`` stays
     the class index."""
-    if not classes or all(str(name).isdigit() for name in classes):
+    if not classes or "error" in result or all(str(name).isdigit() for name in classes):
         return result
     for reading in [result, *result.get("digits", [])]:
         reading["class"] = str(classes[reading["digit"]])

@@ -538,6 +538,8 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
         classes.append(modelfile.NOT_A_DIGIT)
 
     name, spec = models.get_spec(config.model)
+    if name in models.ARCHITECTURES and spec[-1]["type"] == "Dense":
+        spec[-1]["out_features"] = len(classes)  # the zoo's networks fit any number of classes
     nn.manual_seed(config.seed)
     spec = models.resolve(spec, n_classes=len(classes))
     net = models.build(spec, n_classes=len(classes))

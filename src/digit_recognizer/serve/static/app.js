@@ -133,6 +133,7 @@ async function send(blob) {
         const notes = [];
         if (body.number) notes.push(`Number: ${body.number}`);
         if (body.low_confidence) notes.push("Not sure: try a bigger, clearer digit.");
+        if (body.error) notes.push("That does not look like a digit (0-9).");
         statusEl.textContent = notes.join(" ");
       } else {
         showResult(null);
@@ -164,14 +165,18 @@ function buildBars() {
 
 function showResult(result) {
   const items = barsEl.children;
+  // A refusal ("not a digit") has no digit: its top bar is the "not a digit" class.
+  const refused = Boolean(result && result.error);
+  const top = !result ? -1 : refused ? result.probabilities.indexOf(Math.max(...result.probabilities)) : result.digit;
   for (let i = 0; i < items.length; i++) {
     const p = result ? result.probabilities[i] : 0;
     items[i].querySelector(".fill").style.width = `${(100 * p).toFixed(1)}%`;
     items[i].querySelector(".value").textContent = result ? `${(100 * p).toFixed(1)}%` : "";
-    items[i].classList.toggle("top", Boolean(result) && i === result.digit);
+    items[i].classList.toggle("top", i === top);
   }
-  digitEl.textContent = result ? classes[result.digit] : "?";
-  confidenceEl.textContent = result ? `${(100 * result.confidence).toFixed(1)}% sure` : "";
+  digitEl.textContent = !result ? "?" : refused ? "\u2717" : classes[result.digit];
+  confidenceEl.textContent = !result ? "" : refused ? `not a digit (${(100 * result.not_a_digit).toFixed(1)}% sure)`
+    : `${(100 * result.confidence).toFixed(1)}% sure`;
   if (result && result.image) seenEl.src = result.image;
   seenEl.style.visibility = result ? "visible" : "hidden";
 }
