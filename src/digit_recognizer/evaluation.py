@@ -97,10 +97,11 @@ def metrics_from_predictions(labels, proba: np.ndarray, classes: list[str]) -> d
     loss = float(-np.log(np.clip(proba[rows, labels], _LOG_FLOOR, 1.0)).mean())
 
     weights = scores["support"] / labels.size
-    digit_classes = all(str(name).isdigit() for name in classes)  # "digit" only where classes are digits
     names = ("precision", "recall", "f1")
     reject = list(classes).index(NOT_A_DIGIT) if NOT_A_DIGIT in classes else None
     reported = [k for k in range(n_classes) if k != reject or scores["support"][k]]
+    # "digit" only where the classes are digits (besides "not a digit")
+    digit_classes = all(str(classes[k]).isdigit() for k in range(n_classes) if k != reject)
     wrong = np.flatnonzero(predicted != labels)
     # Most confident mistakes first: those are the interesting ones to look at.
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")]
@@ -119,7 +120,7 @@ def metrics_from_predictions(labels, proba: np.ndarray, classes: list[str]) -> d
         "weighted_avg": {k: float((scores[k] * weights).sum()) for k in names},
         "per_class": [
             {
-                **({"digit": int(name)} if digit_classes else {}),
+                **({"digit": int(name)} if digit_classes and k != reject else {}),
                 "class": str(name),
                 "precision": float(scores["precision"][k]),
                 "recall": float(scores["recall"][k]),
