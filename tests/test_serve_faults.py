@@ -10,6 +10,7 @@ import signal
 import socket
 import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -155,3 +156,95 @@ def _wait_exit(pid: int, deadline: float) -> None:
             return
         assert time.monotonic() < deadline, "the server did not exit after SIGTERM"
         time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- request headers
+
+@contextmanager
+def _uvicorn(app, protocol):
+    """Serve ``app`` with uvicorn and ``protocol`` in a thread, on 127.0.0.1; yields (host, port)."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="error", http=protocol))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield sock.getsockname()
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def _exchange(address, request: bytes, timeout: float = 30) -> bytes:
+    """Send ``request`` (as much as the server reads) and return all it answers until it closes."""
+    with socket.create_connection(address, timeout=timeout) as connection:
+        try:
+            connection.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):  # it answered and closed before reading all
+            pass
+        answer = b""
+        try:
+            while chunk := connection.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+        return answer
+
+
+@pytest.fixture(scope="module")
+def small_app(model_path):
+    from digit_recognizer.serve import create_app
+
+    return create_app(modelfile.load(model_path))
+
+
+def test_oversized_or_too_many_headers_get_431(small_app):
+    from digit_recognizer.serve.protocol import MAX_HEADERS, LimitedHttpProtocol
+
+    with _uvicorn(small_app, LimitedHttpProtocol) as address:
+        fine = _exchange(address, b"GET /api/health HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 20
+                         + b"Connection: close\r\n\r\n")
+        assert fine.startswith(b"HTTP/1.1 200")
+        huge = _exchange(address, b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4_000_000 + b"\r\n\r\n")
+        assert huge.startswith(b"HTTP/1.1 431") and b'"error":"request headers over the 32 KiB limit"' in huge
+        many = _exchange(address, b"GET /api/health HTTP/1.1\r\nHost: x\r\n"
+                         + b"".join(b"X-%d: 1\r\n" % i for i in range(MAX_HEADERS + 1)) + b"\r\n")
+        assert many.startswith(b"HTTP/1.1 431") and b"more than 100 request headers" in many
+        long_url = _exchange(address, b"GET /" + b"a" * 40_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert long_url.startswith(b"HTTP/1.1 431")
+        # the server is none the worse: a keep-alive connection serves request after request
+        twice = _exchange(address, b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n"
+                          b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert twice.count(b"HTTP/1.1 200") == 2
+
+
+def test_headers_sent_too_slowly_get_408_and_the_connection_closed(small_app):
+    from digit_recognizer.serve.protocol import LimitedHttpProtocol
+
+    class Quick(LimitedHttpProtocol):
+        header_timeout = 0.5
+
+    with _uvicorn(small_app, Quick) as address:
+        for opening in (b"", b"GET /api/health HTTP/1.1\r\nHost: x\r\n"):  # silent, or stalled midway
+            start = time.monotonic()
+            answer = _exchange(address, opening)  # the server must close it; the socket waits up to 30 s
+            assert answer.startswith(b"HTTP/1.1 408") and b"not received within 0.5 s" in answer
+            assert time.monotonic() - start < 20
+        # headers in time, then a slow answer: no 408 while the app works on it
+        answer = _exchange(address, b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200")
+
+
+def test_digits_serve_limits_request_headers(model_path):
+    with serving(model_path, workers=0) as server:
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+        answer = _exchange((host, int(port)), b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: "
+                           + b"a" * 1_000_000 + b"\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 431")

@@ -63,6 +63,7 @@ def run(args) -> int:
         import uvicorn
 
         from digit_recognizer.serve.app import create_app, one_thread
+        from digit_recognizer.serve.protocol import LimitedHttpProtocol
     except ImportError as error:
         raise DigitsError(
             f"digits serve needs the serve extra ({error.name} is missing): {install_command('serve')}"
@@ -92,7 +93,7 @@ def run(args) -> int:
         host = f"[{host}]" if ":" in host else host  # an IPv6 address
         print(f"digits: serving on http://{host}:{port}/ (API docs at /docs; Ctrl+C stops)", file=sys.stderr)
         one_thread()  # for predictions in this process (--workers 0)
-        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+        uvicorn.Server(uvicorn.Config(app, log_level="warning", http=LimitedHttpProtocol)).run(sockets=[sock])
     finally:
         signal.signal(signal.SIGTERM, previous)
         app.state.predictor.close()
