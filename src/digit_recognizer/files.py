@@ -1,9 +1,13 @@
-"""Writing files so that a crash or a kill never leaves half a file behind."""
+"""Files: written so that a crash or a kill never leaves half a file behind, read with a bound."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
+
+from digit_recognizer.errors import DigitsError
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> Path:
@@ -24,3 +28,41 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def read_regular_file(path: str | Path, limit: int) -> bytes:
+    """The bytes of the regular file at ``path`` (symlinks followed), refusing more than ``limit``.
+
+    A device (``/dev/zero``), a FIFO or a socket is refused before anything is read:
+    their size says nothing (0) and reading them may never end. The file is opened
+    without blocking, so a FIFO with no writer cannot stall the open either, and read
+    at most ``limit + 1`` bytes, whatever its size claimed. Raises ``DigitsError``
+    without the path (the caller names it) for those cases, ``OSError`` otherwise
+    (``FileNotFoundError``, ``PermissionError``, ``IsADirectoryError``, ...).
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise DigitsError("not a regular file (a device, FIFO or socket); refusing to read it")
+        too_large = DigitsError(f"file is larger than {_size(limit)}")
+        if info.st_size > limit:
+            raise too_large
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(limit + 1 - size, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:  # it grew while being read
+            raise too_large
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:g} GiB" if n >= 2**30 else f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"

@@ -28,7 +28,7 @@ from safetensors.numpy import save as _st_save
 
 from digit_recognizer import models, nn
 from digit_recognizer.errors import DigitsError
-from digit_recognizer.files import atomic_write
+from digit_recognizer.files import atomic_write, read_regular_file
 
 FORMAT = "digit-recognizer"
 REQUIRED_METADATA = ("spec", "mean", "std", "classes")
@@ -37,6 +37,7 @@ PRETRAINED_NAME = "mnist-cnn.safetensors"
 #: The name of the class a model may have beside the digits, for anything that is not one.
 NOT_A_DIGIT = "not a digit"
 _MAX_HEADER = 100 * 1024 * 1024
+MAX_FILE_BYTES = 2**30  # far above any network here (the largest is a few MB)
 
 
 def default_model_path() -> Path:
@@ -86,10 +87,12 @@ def _sniff(path: Path, data: bytes) -> None:
 def read(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     """Read and check a digit-recognizer safetensors file; returns (tensors, metadata)."""
     path = Path(path)
-    if path.is_dir():
-        raise DigitsError(f"{path} is a directory, not a model file")
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path, MAX_FILE_BYTES)
+    except IsADirectoryError:
+        raise DigitsError(f"{path} is a directory, not a model file") from None
+    except DigitsError as error:  # not a regular file, or too large
+        raise DigitsError(f"cannot read model file {path}: {error}") from None
     except FileNotFoundError:
         raise DigitsError(f"no such model file: {path}") from None
     except OSError as error:

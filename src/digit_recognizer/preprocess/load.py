@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from digit_recognizer.errors import DigitsError
+from digit_recognizer.files import read_regular_file
 
 MAX_PIXELS = 40_000_000       # pixel budget: refuse bigger images before decoding them
 MAX_FILE_BYTES = 64 * 2**20   # and bigger files before reading them
@@ -55,11 +56,9 @@ def _read_file(path: Path) -> bytes:
     # The messages leave the path out, like every other reason an image is refused:
     # the caller shows it once, as "PATH: no such file".
     try:
-        if path.is_dir():
-            raise DigitsError("is a directory")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise DigitsError(f"file is larger than {MAX_FILE_BYTES // 2**20} MiB")
-        return path.read_bytes()
+        return read_regular_file(path, MAX_FILE_BYTES)
+    except IsADirectoryError:
+        raise DigitsError("is a directory") from None
     except FileNotFoundError:
         raise DigitsError("no such file") from None
     except PermissionError:
