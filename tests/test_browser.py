@@ -121,7 +121,7 @@ def test_prediction_is_live_while_drawing(page):
     asked = []
 
     def count(request):
-        if "/api/predict" in request.url:
+        if "/api/predict" in request.url or "/api/explain" in request.url:  # the inside view asks the latter
             asked.append(request)
 
     page.on("request", count)

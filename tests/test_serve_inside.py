@@ -94,13 +94,15 @@ def test_explain_is_documented(served):
 
 
 def test_tiles_and_colours():
-    maps = np.zeros((6, 3, 2), np.float32)
-    maps[4, 1, 1] = 2.0
+    assert [pictures.grid_shape(n) for n in (1, 6, 16, 32, 37, 64, 128)] == \
+        [(1, 1), (1, 6), (2, 8), (4, 8), (5, 9), (4, 16), (8, 16)]
+    maps = np.zeros((16, 3, 2), np.float32)
+    maps[9, 1, 1] = 2.0
     image = np.asarray(pictures.tiles(maps))
-    assert pictures.grid_shape(6) == (2, 4)
-    assert image.shape == (2 * 4 - 1, 4 * 3 - 1, 3)
-    assert (image[4 + 1, 0 + 1] == 255).all()  # tile 4 starts the second row; its top value is full white
+    assert image.shape == (2 * 4 - 1, 8 * 3 - 1, 3)
+    assert (image[4 + 1, 3 + 1] == 255).all()  # tile 9 is the second of the second row: full white
     assert (image[3, :] == pictures.GAP_SHADE).all()  # the line between the rows
+    assert (image[image != pictures.GAP_SHADE] == 0).sum() == image[image != pictures.GAP_SHADE].size - 3
     signed = pictures.colour(np.array([[-1.0, 0.0, 0.5]]))
     assert signed[0, 0, 2] > signed[0, 0, 0]  # negative: blue
     assert (signed[0, 1] == 0).all()  # zero: black

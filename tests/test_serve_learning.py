@@ -66,7 +66,8 @@ def test_a_training_runs_streams_and_serves_its_model(client, tmp_path):
     kinds = [e["event"] for e in seen]
     assert kinds[0] == "session" and kinds[1] == "start" and kinds[-1] == "done", kinds
     start = seen[1]
-    assert start["n_train"] == 2000 and len(start["grid_labels"]) == 40
+    assert start["n_train"] == 2000 and len(start["grid_labels"]) == len(start["grid"]) == 40
+    assert start["grid_labels"] == sorted(start["grid_labels"])  # every class, in order
     steps = [e for e in seen if e["event"] == "step"]
     assert [e["step"] for e in steps] == list(range(1, 2 * (2000 // 32) + 1))  # every batch, in order
     evals = [e for e in seen if e["event"] == "eval"]

@@ -64,6 +64,7 @@ class Reading(BaseModel):
     digit: int = Field(description="index of the most likely class")
     confidence: float = Field(description="its probability")
     top_k: list[tuple[int, float]] = Field(description="the k most likely [class, probability] pairs")
+    probabilities: list[float] | None = Field(None, description="every class's probability (in `digits`)")
 
 
 class Prediction(Reading):

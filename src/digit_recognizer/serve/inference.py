@@ -51,7 +51,10 @@ def read_extraction(model, extraction: preprocess.Extraction, top_k: int) -> dic
     """``run_prediction`` for an image already through preprocessing."""
     probs = np.asarray(model.predict_proba(extraction.pool))
     result = predict.read(model, extraction, top_k, probs=probs)
-    result["probabilities"] = [round(float(p), 4) for p in probs[extraction.indices[0]]]
+    rounded = [[round(float(p), 4) for p in probs[i]] for i in extraction.indices]
+    result["probabilities"] = rounded[0]
+    for reading, probabilities in zip(result.get("digits", ()), rounded):
+        reading["probabilities"] = probabilities
     result["image"] = _png_data_url(extraction.digits)
     return result
 

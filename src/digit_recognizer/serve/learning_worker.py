@@ -6,7 +6,7 @@ Trains one network with the engine's ``Trainer`` on a stratified subset of the
 MNIST training split, at the lowest CPU priority and on one thread, so that the
 server beside it keeps answering. It reports on stdout, one JSON object a line:
 
-    {"event": "start", "settings": {...}, "grid": "data:...", "grid_labels": [...], ...}
+    {"event": "start", "settings": {...}, "grid": ["data:...", ...], "grid_labels": [...], ...}
     {"event": "step", "step": 12, "epoch": 1, "loss": 0.91, "accuracy": 0.72}      every batch
     {"event": "eval", "step": 12, ..., "val_loss": 0.62, "val_accuracy": 0.81,
      "grid_predictions": [...], "filters": "data:..."}                             a few times an epoch
@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from digit_recognizer import __version__, data, models, modelfile, nn
 from digit_recognizer.errors import DigitsError
@@ -156,7 +157,7 @@ def train(settings: dict, out_dir: Path, stop: threading.Event) -> dict:
     emit({"event": "start", "settings": settings, "n_train": len(x_train), "n_val": len(x_val),
           "steps_per_epoch": steps_per_epoch, "epochs": int(settings["epochs"]),
           "parameters": int(sum(p.data.size for p in net.parameters())),
-          "grid": pictures.data_url(pictures.tiles(x_val[:GRID_SIZE].astype(np.float32) / 255)),
+          "grid": [pictures.data_url(Image.fromarray(image)) for image in x_val[:GRID_SIZE]],
           "grid_labels": [int(k) for k in y_val[:GRID_SIZE]], "filters": first_layer_picture(net)})
     started = time.perf_counter()
     status = "finished"

@@ -44,9 +44,13 @@ def colour(values: np.ndarray, scale: float | None = None) -> np.ndarray:
 
 
 def grid_shape(n: int) -> tuple[int, int]:
-    """(rows, columns) for n tiles: about twice as wide as high, full rows first."""
-    columns = max(1, math.ceil(math.sqrt(2 * n)))
-    columns = min(columns, n)
+    """(rows, columns) for n tiles: about twice as wide as high, every row full where a
+    divisor of n allows (64 -> 4 x 16, 6 -> 1 x 6), else the last row part filled."""
+    target = math.sqrt(2 * n)
+    columns = next((d for d in range(math.ceil(target), n + 1) if n % d == 0), n)
+    if columns > 2 * target:  # n has no divisor near: a prime, say
+        columns = math.ceil(target)
+    columns = max(1, min(columns, n))
     return math.ceil(n / columns), columns
 
 

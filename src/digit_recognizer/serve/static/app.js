@@ -1,6 +1,9 @@
-// The drawing page: pointer strokes on a canvas, debounced calls to POST /api/predict,
-// one probability bar per class. No dependencies, so the page works offline.
-"use strict";
+// The drawing page: pointer strokes on a canvas, debounced calls to the API, the answer as a
+// number and a probability bar per class; the "inside the network" and "watch it learn" views
+// live in inside.js and learn.js. No dependencies, so the page works offline.
+import { fillBars } from "./bars.js";
+import { showInside, clearInside } from "./inside.js";
+import { startLearnView } from "./learn.js";
 
 const DEBOUNCE_MS = 120; // ask once the pen has paused this long ...
 const MAX_WAIT_MS = 300; // ... or has moved this long without a pause: live while drawing
@@ -15,8 +18,10 @@ const digitEl = document.getElementById("digit");
 const confidenceEl = document.getElementById("confidence");
 const statusEl = document.getElementById("status");
 const barsEl = document.getElementById("bars");
+const positionsEl = document.getElementById("positions");
 const seenEl = document.getElementById("seen");
 const uploadEl = document.getElementById("upload");
+const choiceEl = document.getElementById("model-choice");
 
 let classes = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 let drawing = null;   // id of the pointer drawing now (one finger at a time), or null
@@ -28,23 +33,37 @@ let encoding = 0;     // canvas snapshots being encoded as PNG
 let inFlight = false; // one request at a time ...
 let queued = null;    // ... and the newest input waiting behind it
 let generation = 0;   // bumped by Clear: answers about an older picture are dropped
+let lastInput = null; // the latest picture sent, asked again when the view or the model changes
+let shown = null;     // the answer on display
+let position = 0;     // which digit of a number the bars show
 
 // body[data-state] is "busy" while any prediction is pending, "idle" once the page shows
-// the answer for the latest drawing (the browser test waits on it).
+// the answer for the latest drawing (the browser tests wait on it).
 function settle() {
   document.body.dataset.state = (timer !== null || encoding || inFlight) ? "busy" : "idle";
+}
+
+function insideVisible() {
+  return !document.getElementById("view-inside").hidden;
+}
+
+function chosenModel() {
+  const checked = document.querySelector('input[name="model"]:checked');
+  return checked && !choiceEl.hidden ? checked.value : "served";
 }
 
 function clearPad() {
   ctx.fillStyle = "#000"; // opaque: the PNG we send has no transparency to interpret
   ctx.fillRect(0, 0, pad.width, pad.height);
   blank = true;
+  lastInput = null;
   generation++;
   clearTimeout(timer);
   timer = null;
   queued = null;
   settle();
   showResult(null);
+  clearInside();
   statusEl.textContent = "Draw a digit.";
 }
 
@@ -116,27 +135,35 @@ function snapshot() {
   return small;
 }
 
+// Ask again about the picture on display (after the view or the model changed).
+export function askAgain() {
+  if (lastInput) send(lastInput);
+}
+
 async function send(blob) {
+  lastInput = blob;
   if (inFlight) { queued = blob; return; }
   inFlight = true;
   settle();
   const asked = generation;
+  // The inside view needs /api/explain, whose answer holds /api/predict's and more.
+  const inside = insideVisible();
+  const route = `${inside ? "/api/explain" : "/api/predict"}?model=${chosenModel()}`;
   try {
     // The image itself as the body: lighter for the server than a multipart form.
-    const response = await fetch("/api/predict", {
+    const response = await fetch(route, {
       method: "POST", body: blob, headers: { "Content-Type": blob.type || "application/octet-stream" },
     });
     const body = await response.json();
     if (asked === generation) {
-      if (response.ok) {
+      if (response.ok) { // a reading, or a refusal: {"error": "not a digit", "probabilities": ...}
         showResult(body);
-        const notes = [];
-        if (body.number) notes.push(`Number: ${body.number}`);
-        if (body.low_confidence) notes.push("Not sure: try a bigger, clearer digit.");
-        if (body.error) notes.push("That does not look like a digit (0-9).");
-        statusEl.textContent = notes.join(" ");
+        if (inside) showInside(body, classes);
+        statusEl.textContent = body.error ? "That does not look like a digit (0-9)." :
+          body.low_confidence ? "Not sure: try a bigger, clearer digit." : "";
       } else {
         showResult(null);
+        clearInside();
         statusEl.textContent = body.error || `Error ${response.status}`;
       }
     }
@@ -153,33 +180,71 @@ async function send(blob) {
   }
 }
 
-function buildBars() {
-  barsEl.replaceChildren(...classes.map((label) => {
-    const li = document.createElement("li");
-    li.innerHTML = '<span class="label"></span><span class="track"><span class="fill"></span></span>' +
-                   '<span class="value"></span>';
-    li.querySelector(".label").textContent = label;
-    return li;
-  }));
+// The probabilities of digit `i` of the answer (a number's digits each carry theirs).
+function digitReading(result, i) {
+  const digits = result.digits || [result];
+  const reading = digits[Math.min(i, digits.length - 1)];
+  return { digit: reading.digit, probabilities: reading.probabilities || result.probabilities,
+           confidence: reading.confidence };
+}
+
+function argmax(values) {
+  return values.indexOf(Math.max(...values));
 }
 
 function showResult(result) {
-  const items = barsEl.children;
+  shown = result;
+  const label = (k) => classes[k] ?? String(k);
   // A refusal ("not a digit") has no digit: its top bar is the "not a digit" class.
   const refused = Boolean(result && result.error);
-  const top = !result ? -1 : refused ? result.probabilities.indexOf(Math.max(...result.probabilities)) : result.digit;
-  for (let i = 0; i < items.length; i++) {
-    const p = result ? result.probabilities[i] : 0;
-    items[i].querySelector(".fill").style.width = `${(100 * p).toFixed(1)}%`;
-    items[i].querySelector(".value").textContent = result ? `${(100 * p).toFixed(1)}%` : "";
-    items[i].classList.toggle("top", i === top);
-  }
-  digitEl.textContent = !result ? "?" : refused ? "\u2717" : classes[result.digit];
-  confidenceEl.textContent = !result ? "" : refused ? `not a digit (${(100 * result.not_a_digit).toFixed(1)}% sure)`
-    : `${(100 * result.confidence).toFixed(1)}% sure`;
+  const number = !result ? "?" : refused ? "Not a digit"
+    : result.lines ? result.lines.join(" ") : (result.number || label(result.digit));
+  digitEl.textContent = number;
+  digitEl.classList.toggle("word", number.length > 1 && !/^\d+$/.test(number));
+  const sure = !result ? null : refused ? result.not_a_digit : result.confidence;
+  confidenceEl.textContent = typeof sure === "number" ? `${(100 * sure).toFixed(1)}% sure` : "";
+  // A number: one button per digit, choosing whose bars are shown.
+  const digits = result && result.digits ? result.digits : [];
+  positionsEl.hidden = digits.length < 2;
+  if (digits.length < 2) position = 0;
+  position = Math.min(position, Math.max(0, digits.length - 1));
+  positionsEl.replaceChildren(...digits.map((d, i) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = label(d.digit);
+    button.title = `digit ${i + 1}: ${(100 * d.confidence).toFixed(1)}% sure`;
+    button.setAttribute("aria-pressed", String(i === position));
+    button.addEventListener("click", () => { position = i; showResult(shown); });
+    return button;
+  }));
+  const reading = !result ? null : refused ? { probabilities: result.probabilities, digit: argmax(result.probabilities) }
+    : digitReading(result, position);
+  fillBars(barsEl, classes, reading && reading.probabilities, reading && reading.digit);
   if (result && result.image) seenEl.src = result.image;
   seenEl.style.visibility = result ? "visible" : "hidden";
 }
+
+// The trained model can read the canvas once there is one (learn.js calls this).
+export function setTrainedModel(available) {
+  choiceEl.hidden = !available;
+  if (!available) document.querySelector('input[name="model"][value="served"]').checked = true;
+  askAgain();
+}
+
+for (const radio of document.querySelectorAll('input[name="model"]')) {
+  radio.addEventListener("change", askAgain);
+}
+
+function showView(name) {
+  for (const view of ["inside", "learn"]) {
+    document.getElementById(`view-${view}`).hidden = view !== name;
+    document.getElementById(`tab-${view}`).setAttribute("aria-selected", String(view === name));
+  }
+  document.body.dataset.view = name;
+  if (name === "inside") askAgain();
+}
+document.getElementById("tab-inside").addEventListener("click", () => showView("inside"));
+document.getElementById("tab-learn").addEventListener("click", () => showView("learn"));
 
 document.getElementById("clear").addEventListener("click", clearPad);
 document.getElementById("upload-button").addEventListener("click", () => uploadEl.click());
@@ -217,10 +282,10 @@ async function loadModelInfo() {
   } catch (error) {
     // The page still works with the default class names.
   }
-  buildBars();
   showResult(null);
 }
 
 clearPad();
-buildBars();
+showView(location.hash === "#learn" ? "learn" : "inside");
 loadModelInfo();
+startLearnView({ setTrainedModel });
