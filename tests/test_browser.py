@@ -190,11 +190,12 @@ def make_screenshot(out: str, digit: int = 3) -> None:
     model = os.environ.get("DIGITS_TEST_MODEL") or modelfile.default_model_path()
     with serving(model) as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 820, "height": 590}, device_scale_factor=1)
+        page = browser.new_page(viewport={"width": 1100, "height": 700}, device_scale_factor=1)
         page.goto(server.url)
         draw(page, digit)
         print(f"drew {digit}, the page says {shown_answer(page)}", file=sys.stderr)
-        page.screenshot(path=out, full_page=True)
+        page.wait_for_timeout(400)  # the bars end their transition
+        page.screenshot(path=out)  # the first screen: the pad, the answer, the inside view's start
         browser.close()
     print(f"wrote {out}", file=sys.stderr)
 
