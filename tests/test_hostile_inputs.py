@@ -83,3 +83,86 @@ def test_evaluate_refuses_a_fifo_as_model(tmp_path, capsys):
     os.mkfifo(fifo)
     code, _, err = run_cli(capsys, "evaluate", fifo)
     assert code == 1 and "not a regular file" in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------- model metadata
+
+def _with_metadata(path: Path, **changes) -> Path:
+    """A copy of a valid model file with metadata values replaced by the given JSON texts."""
+    from safetensors.numpy import save
+
+    tensors, metadata = modelfile.read(path)
+    header = {"format": modelfile.FORMAT, **{k: json.dumps(v) for k, v in metadata.items()}, **changes}
+    out = path.parent / f"bad-{len(list(path.parent.iterdir()))}.safetensors"
+    out.write_bytes(save(tensors, metadata=header))
+    return out
+
+
+BAD_METADATA = {
+    "mean as text": ({"mean": '"abc"'}, "mean must be a number"),
+    "mean as list": ({"mean": "[0.1, 0.2]"}, "mean must be a number"),
+    "mean NaN": ({"mean": "NaN"}, "mean must be finite"),
+    "std zero": ({"std": "0"}, "std must be in (0, 1000]"),
+    "std infinite": ({"std": "Infinity"}, "std must be finite"),
+    "std boolean": ({"std": "true"}, "std must be a number"),
+    "temperature negative": ({"temperature": "-1"}, "temperature must be in (0"),
+    "classes as text": ({"classes": '"0123456789"'}, "classes must be a list"),
+    "classes repeated": ({"classes": json.dumps(["0"] * 10)}, "must not repeat"),
+    "spec as text": ({"spec": '"cnn"'}, "spec must be a list"),
+    "spec huge layer": ({"spec": json.dumps([{"type": "Flatten"},
+                                             {"type": "Dense", "in_features": 784, "out_features": 10**12}])},
+                        "out of range"),
+    "deep nesting": ({"metrics": "[" * 100_000 + "]" * 100_000}, "invalid metadata"),
+    "nesting past the limit": ({"training": "[" * 40 + "]" * 40}, "nests deeper than 32"),
+    "dataset as number": ({"dataset": "7"}, "dataset must be a string"),
+    "missing spec": ({"spec": None}, "lacks model metadata: spec"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_METADATA))
+def test_bad_metadata_is_refused_when_the_file_is_opened(model_file, case):
+    changes, message = BAD_METADATA[case]
+    present = {k: v for k, v in changes.items() if v is not None}
+    bad = _with_metadata(model_file, **present)
+    if None in changes.values():  # a key removed
+        from safetensors.numpy import save
+
+        tensors, metadata = modelfile.read(model_file)
+        header = {"format": modelfile.FORMAT, **{k: json.dumps(v) for k, v in metadata.items() if k not in changes}}
+        bad.write_bytes(save(tensors, metadata=header))
+    with pytest.raises(DigitsError, match=message.replace("(", r"\(").replace("[", r"\[")) as error:
+        modelfile.load(bad)
+    assert str(error.value).startswith(str(bad)) and "\n" not in str(error.value)
+
+
+def test_newer_metadata_keys_are_accepted(model_file):
+    newer = _with_metadata(model_file, temperature="1.5", class_names=json.dumps({"0": "zero"}),
+                           calibration=json.dumps({"ece": 0.01}))
+    assert modelfile.load(newer).temperature == 1.5
+
+
+def test_nan_weights_are_refused(tmp_path):
+    net = models.build(SPEC)
+    net.layers[1].weight.data[0, 0] = np.nan
+    path = modelfile.save(tmp_path / "nan.safetensors", net, METADATA)
+    with pytest.raises(DigitsError, match="NaN or infinite"):
+        modelfile.load(path)
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_commands_refuse_bad_metadata_in_one_line(model_file, capsys, seven, command):
+    bad = _with_metadata(model_file, mean='"abc"')
+    argv = ["predict", "--model", bad, seven] if command == "predict" else ["evaluate", bad]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 1 and out == ""
+    assert err == f"digits: error: {bad} has invalid metadata: mean must be a number (got \"abc\")\n"
+
+
+def test_serve_refuses_bad_metadata_before_it_starts(model_file):
+    pytest.importorskip("fastapi")
+    from digit_recognizer.serve.process import serving
+
+    bad = _with_metadata(model_file, std="0")
+    with pytest.raises(DigitsError, match="std must be in"):
+        with serving(bad, workers=0, timeout=60):
+            pass

@@ -116,7 +116,7 @@ def read(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
             (int(info["data_offsets"][1]) for key, info in header.items() if key != "__metadata__"),
             default=0,
         )
-    except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError):
+    except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError, RecursionError):
         raise DigitsError(f"{path} has a corrupt safetensors header (not the expected JSON)") from None
     if 8 + header_len + data_end > len(data):
         raise DigitsError(
@@ -137,7 +137,125 @@ def read(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
         metadata = {k: json.loads(v) for k, v in raw.items() if k != "format"}
     except (TypeError, ValueError):
         raise DigitsError(f"{path} has corrupt metadata (values must be JSON)") from None
+    except RecursionError:
+        raise DigitsError(f"{path} has invalid metadata: nested deeper than JSON can be read") from None
+    validate_metadata(path, metadata)
     return tensors, metadata
+
+
+# --------------------------------------------------------------------------- metadata schema
+
+MAX_DEPTH = 32  # nesting of any metadata value; the deepest written here (training settings) is 3
+
+
+def _number(low: float, high: float, *, low_open: bool = False):
+    """A finite JSON number (not a boolean) in [low, high] (or (low, high] with low_open)."""
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "must be a number"
+        if not np.isfinite(value):
+            return "must be finite"
+        if value < low or (low_open and value == low) or value > high:
+            return f"must be in {'(' if low_open else '['}{low:g}, {high:g}]"
+    return check
+
+
+def _text(value):
+    if not isinstance(value, str):
+        return "must be a string"
+
+
+def _text_or_null(value):
+    if value is not None and not isinstance(value, str):
+        return "must be a string or null"
+
+
+def _object(value):
+    if not isinstance(value, dict):
+        return "must be an object"
+
+
+def _classes(value):
+    if not isinstance(value, list) or not 2 <= len(value) <= 1000:
+        return "must be a list of 2 to 1000 class names"
+    if not all(isinstance(name, str) and name for name in value):
+        return "must hold non-empty strings"
+    if len(set(value)) != len(value):
+        return "must not repeat a name"
+
+
+def _spec(value):
+    if not isinstance(value, list) or not 1 <= len(value) <= 1000:
+        return "must be a list of 1 to 1000 layers"
+    for index, layer in enumerate(value):
+        if not isinstance(layer, dict) or not isinstance(layer.get("type"), str):
+            return f"layer {index} must be an object with a string 'type'"
+        for key, setting in layer.items():
+            if isinstance(setting, (int, float)) and not isinstance(setting, bool) \
+                    and not (np.isfinite(setting) and abs(setting) <= 2**20):
+                return f"layer {index}: {key} = {setting!r} is out of range"
+
+
+def _input_shape(value):
+    if value != [1, 28, 28]:
+        return "must be [1, 28, 28]"
+
+
+def _epoch(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return "must be a whole number >= 0"
+
+
+# Every metadata key this package writes, with its check; keys not listed (written by a newer
+# version) are accepted when they are JSON within the depth limit.
+METADATA_SCHEMA = {
+    "spec": _spec,
+    "mean": _number(-1e3, 1e3),
+    "std": _number(0, 1e3, low_open=True),
+    "classes": _classes,
+    "temperature": _number(0, 1e6, low_open=True),
+    "dataset": _text_or_null,
+    "name": _text_or_null,
+    "version": _text_or_null,
+    "command": _text_or_null,
+    "input_shape": _input_shape,
+    "epoch": _epoch,
+    "metrics": _object,
+    "training": _object,
+    "calibration": _object,
+    "checkpoint": _object,
+}
+
+
+def _depth(value) -> int:
+    """How deeply lists and objects nest in ``value`` (iteratively: no recursion limit to hit)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth + 1)
+            if deepest > MAX_DEPTH:
+                return deepest
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def validate_metadata(path, metadata: dict) -> None:
+    """Check model metadata against ``METADATA_SCHEMA``: the required keys are there, every
+    known key has the right type and range (numbers finite), nothing nests deeper than
+    ``MAX_DEPTH``. Raises one ``DigitsError`` naming the file and the first bad key."""
+    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise DigitsError(f"{path} lacks model metadata: {', '.join(missing)}")
+    for key, value in metadata.items():
+        if _depth(value) > MAX_DEPTH:
+            raise DigitsError(f"{path} has invalid metadata: {key} nests deeper than {MAX_DEPTH} levels")
+        check = METADATA_SCHEMA.get(key)
+        problem = check(value) if check else None
+        if problem:
+            shown = json.dumps(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise DigitsError(f"{path} has invalid metadata: {key} {problem} (got {shown})")
 
 
 # --------------------------------------------------------------------------- models
@@ -234,19 +352,13 @@ def save(path: str | Path, net: nn.Sequential, metadata: dict,
 
 def from_tensors(path, tensors: dict[str, np.ndarray], metadata: dict) -> Model:
     """Build the architecture named in metadata and load tensors into it, checking every shape."""
-    missing = [key for key in REQUIRED_METADATA if key not in metadata]
-    if missing:
-        raise DigitsError(f"{path} lacks model metadata: {', '.join(missing)}")
-    temperature = metadata.get("temperature", 1.0)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-            or not (0 < temperature < float("inf")):
-        raise DigitsError(f"{path} has an invalid temperature {temperature!r} (must be a positive number)")
+    validate_metadata(path, metadata)  # again: metadata may come from elsewhere than read()
     try:
         net = models.build(metadata["spec"], n_classes=len(metadata["classes"]))
     except DigitsError as error:
         raise DigitsError(f"{path} describes an invalid architecture: {error}") from None
-    except TypeError:
-        raise DigitsError(f"{path} has malformed metadata (classes must be a list)") from None
+    except (TypeError, ValueError, KeyError, MemoryError) as error:
+        raise DigitsError(f"{path} describes an invalid architecture ({type(error).__name__})") from None
     expected = net.state_dict()
     weights = {k: v for k, v in tensors.items() if not k.startswith(CHECKPOINT_PREFIX)}
     for key, value in expected.items():
@@ -259,6 +371,8 @@ def from_tensors(path, tensors: dict[str, np.ndarray], metadata: dict) -> Model:
             )
         if weights[key].dtype.kind != "f":
             raise DigitsError(f"{path}: tensor {key!r} has dtype {weights[key].dtype}, not float")
+        if not np.isfinite(weights[key]).all():
+            raise DigitsError(f"{path}: tensor {key!r} holds NaN or infinite values")
     extra = sorted(set(weights) - set(expected))
     if extra:
         raise DigitsError(f"{path} has tensor {extra[0]!r} that its architecture does not use")
