@@ -180,6 +180,10 @@ def test_every_getting_started_command_runs(tmp_path):
             assert run.returncode == 0, f"{command}: {run.stderr[-3000:]}"
             assert "Traceback" not in run.stderr, command
     assert (tmp_path / "explain.png").is_file() and (tmp_path / "runs" / "quick" / "report.html").is_file()
+    # the training page's run-directory table names every file a run leaves
+    training_page = (ROOT / "docs" / "training.md").read_text()
+    for path in (tmp_path / "runs" / "quick").iterdir():
+        assert f"| `{path.name}` |" in training_page, f"docs/training.md does not describe {path.name}"
     assert json.loads((tmp_path / "metrics.json").read_text())["n"] == 10_000
 
 
@@ -196,6 +200,16 @@ def test_api_reference_keeps_docstring_lines_and_math():
 
 
 # --------------------------------------------------------------------------- every page
+
+
+def test_training_page_names_every_training_option():
+    from digit_recognizer import cli
+
+    page = (ROOT / "docs" / "training.md").read_text()
+    train = cli.build_parser()._subparsers._group_actions[0].choices["train"]
+    options = [o for action in train._actions for o in action.option_strings if o.startswith("--") and o != "--help"]
+    missing = [o for o in options if f"`{o}" not in page and f"/{o}`" not in page]  # `--augment/--no-augment`
+    assert not missing, f"docs/training.md does not mention {missing}"
 
 
 def shell_lines(text):
