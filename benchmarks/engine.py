@@ -1,12 +1,15 @@
-"""Throughput of the NumPy engine against PyTorch on the CPU, same networks, batch and threads.
+"""Throughput of the NumPy engine's two paths against PyTorch on the CPU, same networks, batch and threads.
 
-    python benchmarks/engine.py [--batch 64] [--threads 2] [--reps 15] [--nets mlp,lenet5,cnn]
-    python benchmarks/engine.py --profile cnn [--threads 1]     # the engine only, per layer
+    python benchmarks/engine.py [--batch 64] [--threads 2] [--reps 15] [--nets mlp,lenet5,cnn] [--json PATH]
+    python benchmarks/engine.py --profile cnn [--threads 1]     # the engine's fast path only, per layer
 
-For each network the engine and PyTorch run the same training step (forward, softmax
-cross-entropy, backward, SGD with momentum) and the same inference pass, with the same
-weights, interleaved: engine, torch, engine, torch, ... in short turns (0.2 s by default),
-so that both see the same machine load, whose swings on a shared machine last seconds.
+For each network the engine's fast path, its reference path and PyTorch run the same
+training step (forward, softmax cross-entropy, backward, SGD with momentum) and the same
+inference pass, with the same weights, interleaved: fast, reference, torch, fast, ... in
+short turns (0.2 s by default), so that all three see the same machine load, whose swings
+on a shared machine last seconds. The engine runs under ``nn.threads(--threads)``: the fast
+path splits its work over that many threads with BLAS at one thread; the reference path
+is single-threaded (its products are single BLAS calls, at one thread).
 Each figure is the median over the repetitions (min-max spread in brackets). GFLOP/s
 counts the multiply-adds of the dense and convolution layers (a training step: forward +
 weight gradients + input gradients of all but the first layer). The peak memory is the
@@ -28,6 +31,7 @@ def parse_args(argv=None):
     parser.add_argument("--nets", default="mlp,lenet5,cnn")
     parser.add_argument("--memory-batch", type=int, default=128)
     parser.add_argument("--profile", metavar="NET", help="per-layer CPU time of one engine training step")
+    parser.add_argument("--json", metavar="PATH", help="also write the table as JSON (benchmarks/common.py)")
     return parser.parse_args(argv)
 
 
@@ -108,18 +112,21 @@ def gemm_flops(net, shape):
     return forward, 3 * forward - per_layer[0]  # no input gradient for the first layer
 
 
-def engine_steps(net, x, y):
+def engine_steps(net, x, y, fast=True):
+    """(train, infer) on the engine's fast or reference path."""
     opt = nn.SGD(net.parameters(), lr=0.01, momentum=0.9)
 
     def train():
-        logits = net.forward(x, training=True)
-        _, dlogits = nn.softmax_cross_entropy(logits, y)
-        net.backward(dlogits, input_grad=False)
+        with nn.use_fast(fast):
+            logits = net.forward(x, training=True)
+            _, dlogits = nn.softmax_cross_entropy(logits, y)
+            net.backward(dlogits, input_grad=False)
         opt.step()
         opt.zero_grad()
 
     def infer():
-        net.forward(x)
+        with nn.use_fast(fast):
+            net.forward(x)
     return train, infer
 
 
@@ -154,13 +161,13 @@ def time_per_call(fn, seconds):
             return elapsed / calls
 
 
-def interleaved(pairs, reps, seconds):
-    """pairs: {label: (ours_fn, torch_fn)} -> {label: (ours times, torch times)}, alternating."""
-    times = {label: ([], []) for label in pairs}
+def interleaved(groups, reps, seconds):
+    """groups: {label: (fn, fn, ...)} -> {label: ([times of fn], [times of fn], ...)}, in turns."""
+    times = {label: tuple([] for _ in fns) for label, fns in groups.items()}
     for _ in range(reps):
-        for label, (ours, theirs) in pairs.items():
-            times[label][0].append(time_per_call(ours, seconds))
-            times[label][1].append(time_per_call(theirs, seconds))
+        for label, fns in groups.items():
+            for fn, fn_times in zip(fns, times[label]):
+                fn_times.append(time_per_call(fn, seconds))
     return times
 
 
@@ -196,12 +203,12 @@ def profile(name, batch, reps=20):
         h = x
         for i, layer in enumerate(net):
             start = time.process_time()
-            h = layer.forward(h, training=True)
+            h = nn.Sequential(layer).forward(h, training=True)
             fwd[i] = min(fwd[i], time.process_time() - start)
         _, g = nn.softmax_cross_entropy(h, y)
         for i in range(len(net) - 1, first - 1, -1):
             start = time.process_time()
-            g = net[i].backward(g, input_grad=False) if i == first else net[i].backward(g)
+            g = nn.Sequential(net[i]).backward(g, input_grad=i != first)
             bwd[i] = min(bwd[i], time.process_time() - start)
     print(f"{name}, batch {batch}, threads {ARGS.threads}: CPU ms per layer (minimum of {reps} steps)")
     for i, layer in enumerate(net):
@@ -223,10 +230,11 @@ def main():
         if info["user_api"] == "blas":
             print(f"  BLAS: {info['internal_api']} {info.get('version')} {info.get('architecture')} "
                   f"({info['filepath'].rsplit('/', 1)[-1]}), {info['num_threads']} threads")
-    print(f"{ARGS.reps} interleaved repetitions of ~{ARGS.seconds}s each; medians, [min-max]\n")
+    print(f"{ARGS.reps} interleaved repetitions of ~{ARGS.seconds}s each; medians, [min-max]; "
+          "ratio = engine images/s / torch images/s\n")
 
-    header = (f"{'network':8} {'mode':6} {'engine img/s':>22} {'torch img/s':>22} {'ratio':>6} "
-              f"{'engine GFLOP/s':>14} {'torch GFLOP/s':>13}")
+    header = (f"{'network':8} {'mode':6} {'fast img/s':>20} {'reference img/s':>20} {'torch img/s':>20} "
+              f"{'fast ratio':>10} {'ref ratio':>9} {'fast GFLOP/s':>12}")
     print(header)
     print("-" * len(header))
     rows = []
@@ -239,21 +247,38 @@ def main():
         x = rng.standard_normal((batch,) + shape).astype(np.float32)
         y = rng.integers(0, 10, batch)
         fwd, trn = gemm_flops(net, shape)
-        e_train, e_infer = engine_steps(net, x, y)
+        f_train, f_infer = engine_steps(net, x, y, fast=True)
+        r_train, r_infer = engine_steps(net, x, y, fast=False)
         t_train, t_infer = torch_steps(tnet, x, y)
-        times = interleaved({"train": (e_train, t_train), "infer": (e_infer, t_infer)}, ARGS.reps, ARGS.seconds)
+        times = interleaved({"train": (f_train, r_train, t_train), "infer": (f_infer, r_infer, t_infer)},
+                            ARGS.reps, ARGS.seconds)
         for mode, flops in (("train", trn), ("infer", fwd)):
-            ours, theirs = (np.array(t) for t in times[mode])
-            rate_o, rate_t = batch / np.median(ours), batch / np.median(theirs)
+            fast, ref, theirs = (np.array(t) for t in times[mode])
+            rate_f, rate_r, rate_t = (batch / np.median(t) for t in (fast, ref, theirs))
             spread = lambda t: f"[{batch / t.max():.0f}-{batch / t.min():.0f}]"  # noqa: E731
-            print(f"{name:8} {mode:6} {rate_o:>9.0f} {spread(ours):>12} {rate_t:>9.0f} {spread(theirs):>12} "
-                  f"{rate_o / rate_t:>6.2f} {rate_o * flops / 1e9:>14.1f} {rate_t * flops / 1e9:>13.1f}")
-            rows.append((name, mode, rate_o / rate_t))
+            print(f"{name:8} {mode:6} {rate_f:>7.0f} {spread(fast):>12} {rate_r:>7.0f} {spread(ref):>12} "
+                  f"{rate_t:>7.0f} {spread(theirs):>12} {rate_f / rate_t:>10.2f} {rate_r / rate_t:>9.2f} "
+                  f"{rate_f * flops / 1e9:>12.1f}")
+            rows.append([name, mode, round(rate_f / rate_t, 2), round(rate_r / rate_t, 2),
+                         round(rate_f), round(rate_r), round(rate_t)])
     print()
+    memory = []
     for name in ARGS.nets.split(","):
         build, shape = networks()[name]
         peak = peak_training_memory(build, shape, ARGS.memory_batch)
-        print(f"peak memory of one engine training step, {name}, batch {ARGS.memory_batch}: {peak / 2**20:.1f} MiB")
+        memory.append(f"{name} {peak / 2**20:.1f} MiB")
+        print(f"peak memory of one engine training step (fast path), {name}, batch {ARGS.memory_batch}: "
+              f"{peak / 2**20:.1f} MiB")
+    if ARGS.json:
+        from common import write_json
+        write_json(ARGS.json, "engine",
+                   ["network", "mode", "fast / torch", "reference / torch", "fast img/s",
+                    "reference img/s", "torch img/s"], rows,
+                   notes=(f"batch {batch}, {ARGS.threads} threads (nn.threads for the engine, "
+                          "torch.set_num_threads); medians of interleaved turns; ratios above 1 "
+                          "mean the engine is faster. The reference path runs on one thread. "
+                          f"Peak memory of a fast training step at batch {ARGS.memory_batch}: "
+                          + ", ".join(memory) + "."))
 
 
 if __name__ == "__main__":
