@@ -1,4 +1,5 @@
-"""`digits predict [--model MODEL] PATH... [--json] [--top-k K] [--show-steps DIR] [--csv FILE]`.
+"""`digits predict [--model MODEL] PATH... [--json] [--top-k K] [--show-steps DIR] [--csv FILE]`,
+and on Ray: `digits predict DIR_OR_GLOB --cluster ray --out FILE [--resume]` (see ``cli.bulk``).
 
 A thin layer over ``predict.predict_paths``: every input is read even when
 others fail; the exit code is 1 when any input failed.
@@ -10,6 +11,7 @@ import csv
 import json
 import sys
 
+from digit_recognizer.cli import bulk
 from digit_recognizer.errors import DigitsError
 
 
@@ -27,6 +29,7 @@ def register(subparsers):
     p.add_argument("--show-steps", metavar="DIR", help="write the intermediate images (what the network saw) to DIR")
     p.add_argument("--csv", metavar="FILE", help="also write the results as a CSV table")
     p.add_argument("--deskew", action="store_true", help="straighten slanted digits before recognising them")
+    bulk.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -41,6 +44,8 @@ def run(args, prog: str = "digits") -> int:
 
     if args.top_k < 1:
         raise DigitsError("--top-k must be at least 1")
+    if bulk.wanted(args):
+        return bulk.run(args, prog)
     model = load_model(args.model)
     results = predict.predict_paths(model, args.paths, args.top_k, deskew=args.deskew, steps_dir=args.show_steps)
     if not results:
