@@ -166,3 +166,95 @@ def test_serve_refuses_bad_metadata_before_it_starts(model_file):
     with pytest.raises(DigitsError, match="std must be in"):
         with serving(bad, workers=0, timeout=60):
             pass
+
+
+# ---------------------------------------------------------------- training output
+
+TRAIN = ["train", "--model", "mlp", "--epochs", "1", "--limit", "200", "--val-size", "50", "--quiet"]
+
+
+def _train_argv(mnist_data_dir, *more):
+    return [*TRAIN, "--data-dir", mnist_data_dir, *more]
+
+
+def test_train_into_proc_is_one_line(mnist_data_dir, capsys):
+    code, _, err = run_cli(capsys, *_train_argv(mnist_data_dir, "--out", "/proc/digits-run/x"))
+    assert code == 1 and err.startswith("digits: error: cannot write /proc/digits-run") and err.count("\n") == 1
+
+
+def test_train_into_a_read_only_folder_is_one_line(mnist_data_dir, tmp_path, capsys, monkeypatch):
+    # As root a read-only folder is writable all the same, so the refusal is simulated where it happens.
+    real_mkdir = Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if tmp_path in self.parents or self == tmp_path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    code, _, err = run_cli(capsys, *_train_argv(mnist_data_dir, "--out", tmp_path / "ro" / "run"))
+    assert code == 1 and err == f"digits: error: cannot write {tmp_path / 'ro' / 'run'}: Permission denied\n"
+
+
+def test_a_full_disk_while_training_is_one_line_naming_the_file(mnist_data_dir, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from digit_recognizer import files
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    code, _, err = run_cli(capsys, *_train_argv(mnist_data_dir, "--out", tmp_path / "run"))
+    assert code == 1
+    assert err == f"digits: error: cannot write {tmp_path / 'run' / 'config.json'}: No space left on device\n"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_file_size_limit_while_training_is_one_line(mnist_data_dir, tmp_path):
+    import resource
+    import subprocess
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "digit_recognizer", *_train_argv(mnist_data_dir, "--out", run)],
+                          capture_output=True, text=True, timeout=300, preexec_fn=limit,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(f"digits: error: cannot write {run}") and last.endswith(": File too large")
+    assert "Traceback" not in done.stderr
+
+
+def _killed_before_the_first_epoch(mnist_data_dir, run: Path) -> None:
+    """What a run killed before its first epoch ends leaves: its settings, a history without
+    rows, a temporary file of an interrupted write."""
+    assert cli.main([str(a) for a in _train_argv(mnist_data_dir, "--out", run)]) == 0
+    for path in run.iterdir():
+        if path.name not in ("config.json", "history.csv"):
+            path.unlink()
+    (run / "history.csv").write_text((run / "history.csv").read_text().splitlines()[0] + "\n")
+    (run / ".last.safetensors.123.tmp").write_bytes(b"half a checkpoint")
+
+
+def test_resume_starts_over_a_run_killed_before_its_first_epoch(mnist_data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    _killed_before_the_first_epoch(mnist_data_dir, run)
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, "train", "--resume", run)
+    assert code == 0 and "no epoch of" in err and "starting that run over" in err
+    assert (run / "model.safetensors").is_file() and not list(run.glob(".*.tmp"))
+
+
+def test_out_reuses_a_folder_whose_run_never_finished_an_epoch(mnist_data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    _killed_before_the_first_epoch(mnist_data_dir, run)
+    capsys.readouterr()
+    code, _, err = run_cli(capsys, *_train_argv(mnist_data_dir, "--out", run))
+    assert code == 0 and "never finished an epoch; starting over" in err
+    # a folder with anything else in it is still refused
+    (run / "notes.txt").write_text("mine")
+    code, _, err = run_cli(capsys, *_train_argv(mnist_data_dir, "--out", run))
+    assert code == 1 and "already holds files" in err and (run / "notes.txt").exists()

@@ -25,6 +25,10 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        if error.filename is None:  # a full disk or a file-size limit: say which file it hit
+            raise OSError(error.errno, error.strerror, str(path)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path

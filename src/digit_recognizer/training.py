@@ -444,14 +444,29 @@ def _versions() -> dict:
             "numpy": np.__version__, "platform": platform.platform()}
 
 
+# What a run leaves before its first epoch ends: its settings, a history without rows,
+# and temporary files of writes a kill interrupted (".NAME.PID.tmp").
+_UNFINISHED_RUN_FILES = ("config.json", "history.csv")
+
+
 def _prepare_run_dir(run_dir: Path) -> None:
+    """An empty folder for a new run. A folder holding only what a run killed before its
+    first epoch leaves is emptied of those files and reused; any other files are refused."""
     if run_dir.exists() and not run_dir.is_dir():
         raise DigitsError(f"{run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        raise DigitsError(
-            f"{run_dir} already holds files; use --resume {run_dir} to continue that run, "
-            "or choose another --out"
-        )
+    if run_dir.is_dir():
+        present = list(run_dir.iterdir())
+        unfinished = [p for p in present if p.is_file() and (
+            p.name in _UNFINISHED_RUN_FILES or (p.name.startswith(".") and p.name.endswith(".tmp")))]
+        if present and len(unfinished) == len(present) and (run_dir / "config.json") in present:
+            _log(f"{run_dir} holds a run that never finished an epoch; starting over in it")
+            for path in unfinished:
+                path.unlink(missing_ok=True)
+        elif present:
+            raise DigitsError(
+                f"{run_dir} already holds files; use --resume {run_dir} to continue that run, "
+                "or choose another --out"
+            )
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -512,11 +527,20 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
             raise DigitsError(f"cannot resume: {run_dir / 'config.json'} not found") from None
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise DigitsError(f"cannot resume: {run_dir / 'config.json'} is unreadable ({error})") from None
-        if not (run_dir / "last.safetensors").is_file():
-            raise DigitsError(f"cannot resume: {run_dir} has no last.safetensors (no epoch finished)")
         command = saved.get("command")
+        if not (run_dir / "last.safetensors").is_file():
+            _log(f"no epoch of {run_dir} had finished; starting that run over with its saved settings")
+            resume = False
     config.check()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    try:
+        return _train(config, run_dir, resume, command, progress)
+    except OSError as error:  # the run folder unwritable, the disk full, a file-size limit
+        where = error.filename or run_dir
+        raise DigitsError(f"cannot write {where}: {error.strerror or error}") from None
+
+
+def _train(config: TrainConfig, run_dir: Path, resume: bool, command: str | None, progress: bool) -> dict:
     if not resume:
         _prepare_run_dir(run_dir)
 
