@@ -174,8 +174,8 @@ def ink_map(x: np.ndarray, inverted: bool = True, even: bool = True):
     background = estimate_background(x, even)
     ink = cv2.subtract(x, background)  # saturating: x - background, floored at 0
     if inverted and background.max() > 0:
-        paper = np.maximum(255 - background.astype(np.int16), int(DARKEST_PAPER * 255)).astype(np.float32)
-        ink = cv2.convertScaleAbs(ink.astype(np.float32) * (255.0 / paper))
+        paper = np.maximum(255 - background, np.uint8(DARKEST_PAPER * 255))
+        ink = cv2.divide(ink, paper, scale=255)  # saturating uint8 ink * 255 / paper
     hist = cv2.calcHist([ink], [0], None, [256], [0, 256]).ravel()
     threshold = max(otsu_threshold(hist), 0.5 * MIN_CONTRAST)
     return ink, ink > threshold * 255, background

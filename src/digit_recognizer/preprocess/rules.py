@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 
 MAX_TILT = 12.0        # degrees: the most a photographed page is turned that rules are looked for at
-TILT_STEP = 0.5        # the coarse search step (degrees), then refined to a tenth of it
-ANGLE_SAMPLES = 4000   # ink pixels the angle is judged on (a sample: the angle needs no more)
+TILT_STEP = 1.0        # the coarse search step (degrees), then refined to a tenth of it
+ANGLE_SAMPLES = 2000   # ink pixels the angle is judged on (a sample: the angle needs no more)
 RULE_MIN_RUN = 1 / 8   # opening length: runs shorter than this fraction of the width are not rules
 RULE_COVER = 0.35      # a row is a rule where long runs cover this fraction of the width ...
 MIN_RULES = 3          # ... and there are this many such rows (a ruled or squared page) ...
@@ -46,7 +46,12 @@ def remove_rules(ink: np.ndarray, mask: np.ndarray):
     across = mask.any(axis=0).mean() >= RULE_COVER, mask.any(axis=1).mean() >= RULE_COVER
     if not any(across) or min(h, w) < 16:
         return ink, mask, rules
-    angle = page_angle(mask)
+    # Rules are looked for on the mask at half size (block maxima: a 1-px rule stays), and
+    # only a page found to have them pays for their removal at full size.
+    half = _max_pool2(mask)
+    angle = page_angle(half)
+    slope = np.tan(np.radians(angle))
+    across = across[0] and _has_rules(half, slope), across[1] and _has_rules(half.T, -slope)
     if across[0]:
         ink, mask, found = _remove_rows(ink, mask, np.tan(np.radians(angle)))
         rules |= found
@@ -55,6 +60,41 @@ def remove_rules(ink: np.ndarray, mask: np.ndarray):
         ink, mask = np.ascontiguousarray(ink_t.T), np.ascontiguousarray(mask_t.T)
         rules |= found.T
     return ink, mask, rules
+
+
+def _max_pool2(mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool -> (H // 2, W // 2) uint8: 1 where any pixel of the 2x2 block is set."""
+    h, w = mask.shape[0] // 2 * 2, mask.shape[1] // 2 * 2
+    m = mask[:h, :w]
+    return ((m[0::2, 0::2] | m[1::2, 0::2]) | (m[0::2, 1::2] | m[1::2, 1::2])).astype(np.uint8)
+
+
+def _has_rules(mask: np.ndarray, slope: float) -> bool:
+    """Whether ``mask`` (uint8) holds rules running along rows at ``slope``."""
+    h, w = mask.shape
+    return bool(_rule_bands(_shear(mask, _shifts(w, slope)), h, w)[0])
+
+
+def _rule_bands(m: np.ndarray, h: int, w: int):
+    """([(start, stop) rows of each rule], long runs) in a sheared uint8 mask of an (h, w) image."""
+    # a rule a pixel off straight (the angle is found to a tenth of a step) is bridged
+    # by growing the mask one row up and down before the long opening
+    tall = cv2.dilate(m, np.ones((3, 1), np.uint8))
+    run = max(8, int(RULE_MIN_RUN * w))
+    long_runs = cv2.morphologyEx(tall, cv2.MORPH_OPEN, np.ones((1, run), np.uint8)) & m
+    cover = long_runs.sum(axis=1) / w
+    max_thickness = max(3, int(MAX_RULE_THICKNESS * min(h, w)))
+    bands = []
+    for a, b in _bands(cover >= RULE_COVER):
+        if b - a > max_thickness:
+            # a rule along a stroke (a grid line through a "1"): the rule is where the cover peaks
+            peak = cover[a:b] >= RULE_PEAK * cover[a:b].max()
+            bands += [(a + c, a + d) for c, d in _bands(peak) if d - c <= max_thickness]
+        else:
+            bands.append((a, b))
+    if not (len(bands) >= MIN_RULES or any(cover[a:b].max() >= LONE_RULE_COVER for a, b in bands)):
+        bands = []
+    return bands, long_runs
 
 
 def page_angle(mask: np.ndarray) -> float:
@@ -115,23 +155,8 @@ def _remove_rows(ink: np.ndarray, mask: np.ndarray, slope: float):
     h, w = mask.shape
     shifts = _shifts(w, slope)
     m = _shear(mask.astype(np.uint8), shifts)
-    # a rule a pixel off straight (the angle is found to a tenth of a step) is bridged
-    # by growing the mask one row up and down before the long opening
-    tall = cv2.dilate(m, np.ones((3, 1), np.uint8))
-    run = max(8, int(RULE_MIN_RUN * w))
-    long_runs = cv2.morphologyEx(tall, cv2.MORPH_OPEN, np.ones((1, run), np.uint8)) & m
-    cover = long_runs.sum(axis=1) / w
-    candidate = cover >= RULE_COVER
-    max_thickness = max(3, int(MAX_RULE_THICKNESS * min(h, w)))
-    bands = []
-    for a, b in _bands(candidate):
-        if b - a > max_thickness:
-            # a rule along a stroke (a grid line through a "1"): the rule is where the cover peaks
-            peak = cover[a:b] >= RULE_PEAK * cover[a:b].max()
-            bands += [(a + c, a + d) for c, d in _bands(peak) if d - c <= max_thickness]
-        else:
-            bands.append((a, b))
-    if not (len(bands) >= MIN_RULES or any(cover[a:b].max() >= LONE_RULE_COVER for a, b in bands)):
+    bands, long_runs = _rule_bands(m, h, w)
+    if not bands:
         return ink, mask, np.zeros_like(mask)
     x = _shear(ink, shifts)
     in_band = np.zeros(m.shape[0], bool)

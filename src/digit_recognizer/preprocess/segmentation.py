@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -93,20 +94,22 @@ def components(ink: np.ndarray, mask: np.ndarray):
     if len(rows) == 0:
         return labels, np.zeros((0, 4), int), np.zeros(0, int), np.zeros(0, bool)
     # work only on the part of the image that has ink, with a 1-px margin
-    t0, l0 = max(rows[0] - 1, 0), max(cols[0] - 1, 0)
-    window = (slice(t0, rows[-1] + 2), slice(l0, cols[-1] + 2))
-    m = mask[window]
+    t0, l0 = rows[0], cols[0]
+    window = (slice(t0, rows[-1] + 1), slice(l0, cols[-1] + 1))
+    m = np.pad(mask[window], 1)
     # label a mask grown by one pixel, so strokes broken by a pixel or two stay one piece
     # (wider gaps are left to the grouping rules: growing more would join neighbours)
-    grown = grow(m)
-    local, n = ndimage.label(grown, structure=np.ones((3, 3), bool))
+    n, local, stats, _ = cv2.connectedComponentsWithStats(grow(m).view(np.uint8), connectivity=8)
+    n -= 1
     local *= m
+    local = local[1:-1, 1:-1]
     labels[window] = local
     flat = local.ravel()
     area = np.bincount(flat, minlength=n + 1)[1:]
     strength = np.bincount(flat, weights=ink[window].ravel(), minlength=n + 1)[1:] / np.maximum(255 * area, 1)
-    slices = ndimage.find_objects(local)
-    box = np.array([[s[0].start + t0, s[1].start + l0, s[0].stop + t0, s[1].stop + l0] for s in slices])
+    # the grown piece's box is one pixel wider all round than the piece's (and the pad shifts it by one)
+    left, top, width, height = stats[1:, 0], stats[1:, 1], stats[1:, 2], stats[1:, 3]
+    box = np.stack([top + t0, left + l0, top + height - 2 + t0, left + width - 2 + l0], axis=1)
     height = box[:, 2] - box[:, 0]
     keep = (area >= max(3, 0.04 * area.max())) & (strength >= noise_floor(ink)) & (height >= 2)
     H, W = mask.shape
