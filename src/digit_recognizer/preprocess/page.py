@@ -29,7 +29,10 @@ BACKGROUND_WINDOW = {"even": 0.3, "photo": 0.12}
 # that differ from their surroundings by more than STROKE_LEVELS grey levels.
 POLARITY_WINDOW = 0.15
 STROKE_LEVELS = 12
-FLAT_LEVELS = 3  # grey levels of noise an evenly coloured ground has at most (a photo has more)
+# A ground is flat (a canvas, a scan with its noise) when FLAT_SHARE of it stays within
+# FLAT_LEVELS grey levels of its median; paper in a photo varies more with the light.
+FLAT_SHARE = 0.7
+FLAT_LEVELS = 8
 # Paper darker than this (fraction of white) is not brightened further: in the deepest
 # shadow the noise would be amplified into ink.
 DARKEST_PAPER = 0.15
@@ -208,7 +211,7 @@ def polarity(gray: np.ndarray) -> tuple[bool, bool]:
     step = max(1, int(np.sqrt(gray.size / 20_000)))
     sample = np.ascontiguousarray(gray[step // 2 :: step, step // 2 :: step])
     median = np.median(sample)
-    even = np.count_nonzero(np.abs(sample.astype(np.int16) - median) <= FLAT_LEVELS) >= 0.5 * sample.size
+    even = np.count_nonzero(np.abs(sample.astype(np.int16) - median) <= FLAT_LEVELS) >= FLAT_SHARE * sample.size
     size = max(3, int(POLARITY_WINDOW * min(sample.shape)) | 1)
     if not even and min(sample.shape) > 2 * size:
         kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
