@@ -29,6 +29,9 @@ BACKGROUND_WINDOW = {"even": 0.3, "photo": 0.12}
 # that differ from their surroundings by more than STROKE_LEVELS grey levels.
 POLARITY_WINDOW = 0.15
 STROKE_LEVELS = 12
+# ... unless one tail of the histogram is this many times longer than the other: then the
+# paper is the median and the ink that tail, as on an evenly lit page.
+DECISIVE = 3.0
 # A ground is flat (a canvas, a scan with its noise) when FLAT_SHARE of it stays within
 # FLAT_LEVELS grey levels of its median; paper in a photo varies more with the light.
 FLAT_SHARE = 0.7
@@ -213,7 +216,11 @@ def polarity(gray: np.ndarray) -> tuple[bool, bool]:
     median = np.median(sample)
     even = np.count_nonzero(np.abs(sample.astype(np.int16) - median) <= FLAT_LEVELS) >= FLAT_SHARE * sample.size
     size = max(3, int(POLARITY_WINDOW * min(sample.shape)) | 1)
-    if not even and min(sample.shape) > 2 * size:
+    hist = np.bincount(sample.ravel(), minlength=256)
+    mid = hist_percentile(hist, 50)
+    lo, hi = mid - hist_percentile(hist, 0.5), hist_percentile(hist, 99.5) - mid
+    decisive = max(lo, hi) >= DECISIVE * max(min(lo, hi), 1 / 255)
+    if not even and not decisive and min(sample.shape) > 2 * size:
         kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
         stroke = np.maximum(cv2.morphologyEx(sample, cv2.MORPH_BLACKHAT, kernel),
                             cv2.morphologyEx(sample, cv2.MORPH_TOPHAT, kernel)) > STROKE_LEVELS
