@@ -25,6 +25,8 @@ BACKGROUND_GRID = 160
 # small image; in a photo strokes are thinner, and a narrower window follows the light
 # better (the tip of a shadow's wedge, the darkening towards a corner).
 BACKGROUND_WINDOW = {"even": 0.3, "photo": 0.12}
+# A sheet lying on a table fills at least this share of the smallest rectangle around it.
+SHEET_FILL = 0.85
 # In a photo, polarity is judged from strokes narrower than this fraction of the short side
 # that differ from their surroundings by more than STROKE_LEVELS grey levels.
 POLARITY_WINDOW = 0.15
@@ -32,6 +34,7 @@ STROKE_LEVELS = 12
 # ... unless one tail of the histogram is this many times longer than the other: then the
 # paper is the median and the ink that tail, as on an evenly lit page.
 DECISIVE = 3.0
+INK_SHARE = 0.2  # ink never covers more of a page than this (beyond half its contrast)
 # A ground is flat (a canvas, a scan with its noise) when FLAT_SHARE of it stays within
 # FLAT_LEVELS grey levels of its median; paper in a photo varies more with the light.
 FLAT_SHARE = 0.7
@@ -91,7 +94,11 @@ def paper_only(gray: np.ndarray) -> np.ndarray:
     contrast = small[sheet].mean() - small[~sheet].mean()
     # (the lit part of a page beside a shadow touches three or four borders, but is
     # not as much brighter than the shadow as paper is than a table)
-    if not (area[largest] >= 0.65 * box and (contrast > 60 and borders <= 2 or contrast > 110 and borders == 3)):
+    # compact: the sheet fills most of the smallest rectangle around it, at whatever angle it lies
+    points = np.argwhere(sheet)[:, ::-1].astype(np.float32)
+    (_, _), (rect_w, rect_h), _ = cv2.minAreaRect(points)
+    compact = area[largest] >= SHEET_FILL * max((rect_w + 1) * (rect_h + 1), 1) or area[largest] >= 0.65 * box
+    if not (compact and (contrast > 60 and borders <= 2 or contrast > 110 and borders == 3)):
         return gray
     sheet = ndimage.binary_fill_holes(sheet)  # with the ink on it
     outside = small[~sheet]
@@ -219,7 +226,11 @@ def polarity(gray: np.ndarray) -> tuple[bool, bool]:
     hist = np.bincount(sample.ravel(), minlength=256)
     mid = hist_percentile(hist, 50)
     lo, hi = mid - hist_percentile(hist, 0.5), hist_percentile(hist, 99.5) - mid
-    decisive = max(lo, hi) >= DECISIVE * max(min(lo, hi), 1 / 255)
+    # one tail much longer, and sparse as ink is (a table or a shadow fills a long tail)
+    cdf = np.cumsum(hist) / sample.size
+    level = round(255 * (mid - lo / 2 if lo > hi else mid + hi / 2))
+    tail = cdf[level] if lo > hi else 1 - cdf[level]
+    decisive = max(lo, hi) >= DECISIVE * max(min(lo, hi), 1 / 255) and tail <= INK_SHARE
     if not even and not decisive and min(sample.shape) > 2 * size:
         kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
         stroke = np.maximum(cv2.morphologyEx(sample, cv2.MORPH_BLACKHAT, kernel),

@@ -25,7 +25,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-MAX_TILT = 12.0        # degrees: the most a photographed page is turned that rules are looked for at
+MAX_TILT = 30.0        # degrees: the most a page is turned (a sheet lying askew on a table)
 TILT_STEP = 1.0        # the coarse search step (degrees), then refined to a tenth of it
 ANGLE_SAMPLES = 2000   # ink pixels the angle is judged on (a sample: the angle needs no more)
 RULE_MIN_RUN = 1 / 8   # opening length: runs shorter than this fraction of the width are not rules
