@@ -12,9 +12,11 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-# Analysis resolution (long side). Rules 15 px apart in a 1600-px photo are still 6 px
-# apart here, and a 5-digit number's digits 40 px high; OpenCV keeps it within budget.
-WORK_SIDE = 640
+# Analysis resolution (long side): enough for a 5-digit number. A ruled page, or one with
+# small digits, is read at DETAIL_WORK_SIDE: rules 15 px apart in a 1600-px photo are still
+# 6 px apart there, and a digit 10 px high in a 640-px photo keeps its size.
+WORK_SIDE = 320
+DETAIL_WORK_SIDE = 640
 MIN_CONTRAST = 0.08           # weakest ink (fraction of full scale) that still counts as ink
 # The background is estimated on a grid of block minima this many cells on the short
 # side: fine enough that a shadow's edge is placed within a few pixels, coarse enough
@@ -151,7 +153,7 @@ def estimate_background(x: np.ndarray, even: bool = True) -> np.ndarray:
     what lighting does to the paper: a lamp's falloff (a ramp is kept exactly),
     dark corners, and the straight edge of a shadow (a half-plane is kept
     exactly). Computed on block minima BACKGROUND_GRID cells high and brought
-    back up bilinearly; a final dilation by one block keeps the shadowed side of
+    back up bilinearly; a dilation by one block first keeps the shadowed side of
     an edge from looking darker than its paper (which would be taken for ink).
     """
     h, w = x.shape
@@ -169,10 +171,9 @@ def estimate_background(x: np.ndarray, even: bool = True) -> np.ndarray:
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
     opened = cv2.morphologyEx(padded, cv2.MORPH_OPEN, kernel)[r:-r, r:-r]
     coarse = np.clip(opened, 0, 255).astype(np.uint8)
-    background = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
     if k > 1:
-        background = cv2.dilate(background, np.ones((2 * k + 1, 2 * k + 1), np.uint8))
-    return background
+        coarse = cv2.dilate(coarse, np.ones((3, 3), np.uint8))
+    return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def ink_map(x: np.ndarray, inverted: bool = True, even: bool = True):

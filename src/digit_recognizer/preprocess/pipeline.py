@@ -9,14 +9,15 @@ import numpy as np
 from digit_recognizer.errors import DigitsError
 from digit_recognizer.preprocess.load import DECODE_SIDE, load_image, to_gray
 from digit_recognizer.preprocess.normalize import digit_crop, to_28x28
-from digit_recognizer.preprocess.page import WORK_SIDE, ink_map, max_pool, paper_only, polarity
-from digit_recognizer.preprocess.rules import remove_rules
+from digit_recognizer.preprocess.page import DETAIL_WORK_SIDE, WORK_SIDE, ink_map, max_pool, paper_only, polarity
+from digit_recognizer.preprocess.rules import looks_ruled, remove_rules
 from digit_recognizer.preprocess.segmentation import find_digits, splits
 
 SPLIT_PRIOR = 0.95            # prior odds per digit more or fewer than the width suggests
 SPLIT_SURE = 0.995            # a cut is taken only if the network is this sure of every part
 DIGIT_ASPECT = 0.75           # alone, a group w wide, h high looks like floor(w / (0.75 h)) digits
 NO_DIGIT = "no digit found"
+SMALL_DIGIT = 24              # digits shorter than this (px at WORK_SIDE) are read at DETAIL_WORK_SIDE
 
 
 @dataclass
@@ -100,10 +101,18 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
     gray_full = paper_only(to_gray(image, DECODE_SIDE))
     inverted, even = polarity(gray_full)
     x_full = 255 - gray_full if inverted else gray_full  # uint8, bright ink
-    x = max_pool(x_full, WORK_SIDE)
-    ink, mask, background = ink_map(x, inverted, even)
-    ink, mask, rules = remove_rules(ink, mask)
-    labels, lines = find_digits(ink, mask, single)
+    # At WORK_SIDE first; a page that looks ruled, or whose digits are small there, is
+    # read again at DETAIL_WORK_SIDE (most photos are not, and pay for the smaller size only).
+    for side in (WORK_SIDE, DETAIL_WORK_SIDE):
+        x = max_pool(x_full, side)
+        ink, mask, background = ink_map(x, inverted, even)
+        if side == WORK_SIDE and x.shape != x_full.shape and looks_ruled(mask):
+            continue
+        ink, mask, rules = remove_rules(ink, mask)
+        labels, lines = find_digits(ink, mask, single)
+        tallest = max((b - t for line in lines for (t, _, b, _), _ in line), default=0)
+        if side == DETAIL_WORK_SIDE or x.shape == x_full.shape or not 0 < tallest < SMALL_DIGIT:
+            break
     groups = [g for line in lines for g in line]
     line_of = [k for k, line in enumerate(lines) for _ in line]
     if not groups:

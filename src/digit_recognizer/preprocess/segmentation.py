@@ -74,10 +74,19 @@ def text_lines(box: np.ndarray, area: np.ndarray, keep: np.ndarray) -> list[np.n
 
 
 def connected_components(adjacency: np.ndarray) -> tuple[int, np.ndarray]:
-    """(count, label per node) of the graph with the (n, n) boolean ``adjacency``."""
-    from scipy.sparse.csgraph import connected_components as graph_components
-
-    return graph_components(adjacency, directed=False)
+    """(count, label per node) of the graph with the (n, n) boolean ``adjacency``: each node
+    takes the smallest label among its neighbours until none changes (n is a page's pieces)."""
+    n = len(adjacency)
+    linked = adjacency | np.eye(n, dtype=bool)
+    label = np.arange(n)
+    while True:
+        new = np.where(linked, label[None, :], n).min(axis=1)
+        new = new[new]  # follow the chain: halves the rounds on long lines
+        if np.array_equal(new, label):
+            break
+        label = new
+    _, label = np.unique(label, return_inverse=True)
+    return int(label.max()) + 1, label
 
 
 def components(ink: np.ndarray, mask: np.ndarray):
@@ -104,9 +113,11 @@ def components(ink: np.ndarray, mask: np.ndarray):
     local *= m
     local = local[1:-1, 1:-1]
     labels[window] = local
-    flat = local.ravel()
+    inked = np.flatnonzero(local)  # (the sums below need only the pieces' own pixels)
+    flat = local.ravel()[inked]
     area = np.bincount(flat, minlength=n + 1)[1:]
-    strength = np.bincount(flat, weights=ink[window].ravel(), minlength=n + 1)[1:] / np.maximum(255 * area, 1)
+    strength = np.bincount(flat, weights=np.ascontiguousarray(ink[window]).ravel()[inked],
+                           minlength=n + 1)[1:] / np.maximum(255 * area, 1)
     # the grown piece's box is one pixel wider all round than the piece's (and the pad shifts it by one)
     left, top, width, height = stats[1:, 0], stats[1:, 1], stats[1:, 2], stats[1:, 3]
     box = np.stack([top + t0, left + l0, top + height - 2 + t0, left + width - 2 + l0], axis=1)
