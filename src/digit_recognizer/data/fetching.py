@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import platformdirs
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from digit_recognizer.data.idx import GZIP_MAGIC
@@ -91,7 +92,7 @@ def _is_cached(path: Path, sha256: str, quiet: bool) -> bool:
         _verified.add(key)
         return True
     _say(f"{path}: checksum mismatch in the cache, fetching it again", quiet)
-    path.unlink()
+    path.unlink(missing_ok=True)
     return False
 
 
@@ -291,8 +292,34 @@ def fetch(dataset: str | Dataset = "mnist", data_dir: str | Path | None = None,
         target.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DigitsError(f"cannot create the data folder {target}: {error.strerror or error}") from None
-    _remove_leftovers(target)
+    with _locked(target, ds.name, quiet):
+        return _fetch(ds, target, source_dir, quiet)
 
+
+@contextlib.contextmanager
+def _locked(target: Path, name: str, quiet: bool):
+    """Hold the data set's lock (``DATA_DIR/.NAME.lock``) while its cache is checked and
+    repaired: fetches, trainings and notebooks in other processes take turns. Files only ever
+    appear by an atomic rename, so a reader never sees half a file, lock or not."""
+    lock_path = target.parent / f".{target.name}.lock"
+    lock = FileLock(lock_path)
+    try:
+        try:
+            lock.acquire(timeout=1)
+        except Timeout:
+            _say(f"{name}: waiting for another process that is fetching or checking it ({lock_path})", quiet)
+            lock.acquire()
+    except OSError:  # a read-only cache: nothing can be repaired in it, so nothing to guard
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _fetch(ds: Dataset, target: Path, source_dir, quiet: bool) -> Path:
+    _remove_leftovers(target)
     if source_dir is not None:
         _from_dir(ds, Path(source_dir).expanduser(), target, quiet)
         return target
