@@ -107,3 +107,10 @@ def test_tiles_and_colours():
     assert signed[0, 0, 2] > signed[0, 0, 0]  # negative: blue
     assert (signed[0, 1] == 0).all()  # zero: black
     assert signed[0, 2, 0] > signed[0, 2, 2]  # positive: orange
+
+
+def test_training_can_be_turned_off():
+    with TestClient(create_app(_model("mlp"), training=False)) as client:
+        refused = client.post("/api/train", json={})
+        assert refused.status_code == 403 and "--no-training" in refused.json()["error"]
+        assert client.get("/api/train").json()["enabled"] is False

@@ -28,6 +28,8 @@ def register(subparsers):
                    help="processes that run predictions, each with its own copy of the model; 0 runs "
                         "them in a thread of the server process (default: one per core, at most 8, "
                         "0 on one core: %(default)s here)")
+    p.add_argument("--no-training", dest="training", action="store_false",
+                   help="turn off the page's \"watch it learn\" (POST /api/train answers 403)")
     p.add_argument("--api-key", metavar="KEY", default=os.environ.get("DIGITS_API_KEY") or None,
                    help="require this key on the API (as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'); "
                         "the page, /docs, /metrics and the health checks stay open (default: "
@@ -82,7 +84,7 @@ def run(args) -> int:
     except (OSError, OverflowError) as error:
         reason = getattr(error, "strerror", None) or error
         raise DigitsError(f"cannot listen on {args.host}:{args.port}: {reason}") from None
-    app = create_app(model, workers=args.workers, api_key=args.api_key)
+    app = create_app(model, workers=args.workers, api_key=args.api_key, training=args.training)
     # Until uvicorn takes over the signals, SIGTERM stops the start-up as Ctrl+C does, so the
     # worker processes are stopped too rather than left behind.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -215,14 +215,15 @@ def one_thread() -> None:
 
 
 def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               api_key: str | None = None) -> FastAPI:
+               api_key: str | None = None, training: bool = True) -> FastAPI:
     """The web app serving ``model`` (a ``modelfile.Model``). Predictions run in ``workers``
     processes, or with ``workers=0`` in one thread of this process (see ``inference``).
-    ``api_key``: require it on the API (see ``access``); None leaves the API open."""
+    ``api_key``: require it on the API (see ``access``); None leaves the API open.
+    ``training``: allow the page's "watch it learn" (``learning``)."""
     n_classes = len(model.classes)
     predictor = Predictor(model, workers)
     metrics = Metrics(predictor)
-    training = TrainingSession()
+    training = TrainingSession(enabled=training)
 
     @asynccontextmanager
     async def lifespan(app):

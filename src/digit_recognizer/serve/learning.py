@@ -59,6 +59,7 @@ class TrainRequest(BaseModel):
 
 class TrainingState(BaseModel):
     status: str = Field(description="idle, starting, running, stopping, finished, stopped or failed")
+    enabled: bool = Field(True, description="false on a server started with --no-training")
     run: int = Field(description="counts the trainings this server has started")
     settings: dict | None = None
     error: str | None = None
@@ -72,7 +73,8 @@ def _sse(run: int, seq: int, event: dict) -> str:
 class TrainingSession:
     """One server's training: at most one running; its events; the model it left."""
 
-    def __init__(self):
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
         self.status, self.run, self.settings, self.error = "idle", 0, None, None
         self.events: list[dict] = []
         self.model: modelfile.Model | None = None
@@ -92,7 +94,7 @@ class TrainingSession:
             model = {"name": meta.get("name"), "metrics": meta.get("metrics"), "training": meta.get("training"),
                      "parameters": int(sum(p.data.size for p in self.model.net.parameters()))}
         return {"status": self.status, "run": self.run, "settings": self.settings, "error": self.error,
-                "model": model}
+                "model": model, "enabled": self.enabled}
 
     def trained_predictor(self) -> Predictor:
         if self.predictor is None:
@@ -143,6 +145,8 @@ class TrainingSession:
 
     # -- the worker process
     async def start(self, settings: TrainRequest) -> dict:
+        if not self.enabled:
+            raise HTTPException(403, "training is turned off on this server (digits serve --no-training)")
         if self.status in RUNNING:
             ago = time.monotonic() - self._started
             raise HTTPException(409, f"a training is already running ({self.settings['architecture']}, started "
@@ -246,7 +250,7 @@ class TrainingSession:
 
 def add_routes(app, session: TrainingSession, error_model: type[BaseModel]) -> None:
     """Add the /api/train routes of ``session`` to ``app``; errors are documented as ``error_model``."""
-    errors = {409: {"model": error_model}, 422: {"model": error_model}}
+    errors = {403: {"model": error_model}, 409: {"model": error_model}, 422: {"model": error_model}}
     tags = ["watch it learn"]
 
     @app.post("/api/train", tags=tags, summary="Start training a network on an MNIST subset", status_code=202,

@@ -262,7 +262,12 @@ export async function startLearnView(pageHooks) {
   setStatus("idle", "No training yet.");
   try {
     const state = await (await fetch("/api/train")).json();
-    if (state.status !== "idle") follow(true); // a run in progress, or one to show again
+    if (state.enabled === false) {
+      setStatus("idle", "Training is turned off on this server.");
+      trainButton.disabled = true;
+    } else if (state.status !== "idle") {
+      follow(true); // a run in progress, or one to show again
+    }
   } catch (error) {
     // the drawing still works without this view
   }
