@@ -40,6 +40,7 @@ class Summary:
     seconds: float  # from the first batch handed to Ray to the last row written
     startup_seconds: float  # starting (or joining) Ray
     workers: int
+    driver_cpu_seconds: float  # CPU time of this process while reading (listing, writing, the bar)
 
     @property
     def rate(self) -> float:
@@ -67,13 +68,10 @@ class _Reader:
 
     def __init__(self, model: list, top_k: int, deskew: bool):
         import ray
-        import threadpoolctl
 
         from digit_recognizer import modelfile, nn
 
-        # Ray gives each actor one CPU: BLAS and the engine's own threads would only contend.
-        threadpoolctl.threadpool_limits(1)
-        nn.set_num_threads(1)
+        nn.threads(1)  # Ray gives each actor one CPU: more threads (the engine's, BLAS's) would contend
         with tempfile.TemporaryDirectory() as folder:  # the model file as the driver read it
             path = Path(folder) / "model.safetensors"
             path.write_bytes(ray.get(model[0]))
@@ -154,7 +152,7 @@ def run(inputs, out, *, model_path=None, address: str | None = None, workers: in
     started = time.perf_counter()
     ray, owned = _start_ray(address, workers) if todo else (None, False)
     startup = time.perf_counter() - started
-    begun, errors = time.perf_counter(), 0
+    begun, cpu, errors = time.perf_counter(), time.process_time(), 0
     try:
         with rowfiles.RowWriter(out) as writer:
             writer.write(kept)
@@ -166,7 +164,8 @@ def run(inputs, out, *, model_path=None, address: str | None = None, workers: in
         if owned:
             ray.shutdown()
     return Summary(files=len(files), skipped=len(files) - len(todo), read=len(todo), errors=errors,
-                   seconds=time.perf_counter() - begun, startup_seconds=startup, workers=workers or 0)
+                   seconds=time.perf_counter() - begun, startup_seconds=startup, workers=workers or 0,
+                   driver_cpu_seconds=time.process_time() - cpu)
 
 
 def _read_on_ray(ray, todo, writer, model_bytes, top_k, deskew, batch_size, workers, progress) -> int:

@@ -54,6 +54,7 @@ def run(args, prog: str = "digits") -> int:
     skipped = f", {summary.skipped} already in it" if summary.skipped else ""
     unreadable = f"; {summary.errors} could not be read (their rows say why)" if summary.errors else ""
     print(f"{prog}: {summary.read} files read in {summary.seconds:.1f} s ({summary.rate:.0f} files/s) "
-          f"on {summary.workers} Ray workers, after {summary.startup_seconds:.1f} s starting Ray; "
+          f"on {summary.workers} Ray workers, after {summary.startup_seconds:.1f} s starting Ray "
+          f"(driver CPU {summary.driver_cpu_seconds:.1f} s); "
           f"written to {args.out}{skipped}{unreadable}", file=sys.stderr)
     return 1 if summary.errors else 0
