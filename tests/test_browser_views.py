@@ -128,6 +128,32 @@ def test_a_number_shows_first_then_its_digits_bars(browser, server, tmp_path):
     assert page.locator("#bars li.top .label").inner_text() == "1"
     buttons.nth(1).click()
     assert page.locator("#bars li.top .label").inner_text() == "7"
+    page.click("#tab-inside")  # explains the digit chosen
+    assert shown_answer(page) == "17"
+    assert page.locator("#inside-probabilities li.top .label").inner_text() == "7"
+    buttons.nth(0).click()
+    shown_answer(page)
+    assert page.locator("#inside-probabilities li.top .label").inner_text() == "1"
+    assert not page.problems
+    page.close()
+
+
+def test_not_a_digit_is_shown_as_an_answer(browser, server):
+    """A model with a "not a digit" class refuses with {"error": "not a digit", ...} and its
+    probabilities: the page says so where the digit would be, with that class's bar on top."""
+    page = open_page(browser, server, width=900, height=800)
+    page.click("#tab-learn")  # the plain reading, /api/predict
+    classes = [str(k) for k in range(10)] + ["not a digit"]
+    page.route("**/api/model", lambda route: route.fulfill(json={"name": "cnn", "parameters": 1, "classes": classes}))
+    page.route("**/api/predict*", lambda route: route.fulfill(json={
+        "error": "not a digit", "not_a_digit": 0.93, "probabilities": [0.007] * 10 + [0.93]}))
+    page.reload()
+    page.click("#tab-learn")
+    draw(page, 8)
+    assert shown_answer(page) == "Not a digit"
+    assert page.locator("#confidence").inner_text() == "93.0% sure"
+    assert page.locator("#bars li.top .label").inner_text() == "not a digit"
+    assert "does not look like a digit" in page.locator("#status").inner_text()
     assert not page.problems
     page.close()
 

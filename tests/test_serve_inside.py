@@ -114,3 +114,22 @@ def test_training_can_be_turned_off():
         refused = client.post("/api/train", json={})
         assert refused.status_code == 403 and "--no-training" in refused.json()["error"]
         assert client.get("/api/train").json()["enabled"] is False
+
+
+def test_explain_chooses_the_digit_of_a_number(served):
+    _, client = served
+    image = Image.new("L", (224, 112), 0)
+    draw = ImageDraw.Draw(image)
+    draw.line([(40, 20), (40, 92)], fill=255, width=7)  # a 1 ...
+    draw.line([(130, 24), (190, 24), (150, 92)], fill=255, width=7)  # ... and a 7
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    ask = {"content": buffer.getvalue(), "headers": {"content-type": "image/png"}}
+    first = client.post("/api/explain", **ask).json()
+    second = client.post("/api/explain?position=1", **ask).json()
+    beyond = client.post("/api/explain?position=5", **ask).json()
+    assert len(first["digits"]) == 2 and first["steps"] == second["steps"]
+    assert first["explained"]["position"] == 0 and second["explained"]["position"] == beyond["explained"]["position"] == 1
+    assert first["input"] != second["input"] and second["input"] == beyond["input"]
+    assert [s["label"] for s in first["steps"]][-2:] == ["28x28 input 1 of 2", "28x28 input 2 of 2"]
+    assert client.post("/api/explain?position=-1", **ask).status_code == 422

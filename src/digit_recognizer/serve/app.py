@@ -20,6 +20,7 @@ import base64
 import hashlib
 import re
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -102,7 +103,8 @@ class Explanation(Prediction):
     steps: list[Step] = Field(description="the preprocessing steps as pictures")
     input: str = Field(description="the 28x28 input of the explained digit (data: URL)")
     saliency: str = Field(description="| d score / d pixel | of the predicted class over the input (data: URL)")
-    explained: dict = Field(description='{"digit": predicted class, "position": which digit of the number}')
+    explained: dict = Field(description='{"digit": predicted class, "position": which digit of the number '
+                                        '(?position=, 0 for the first)}')
     layers: list[LayerView] = Field(description="every layer's output, in order")
 
 
@@ -372,8 +374,8 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
         "/api/explain",
         summary="Look inside the network while it reads an image",
         description="The same reading as `/api/predict`, plus the preprocessing steps, the saliency map "
-                    "and every layer's output for the first digit, from the engine's own forward and "
-                    "backward passes.",
+                    "and every layer's output for one digit (the first, or `?position=`), from the engine's "
+                    "own forward and backward passes.",
         response_model=None,
         responses={200: {"model": Explanation}, 400: {"model": Error}, 413: {"model": Error},
                    409: {"model": Error}, 415: {"model": Error}, 422: {"model": Error}},
@@ -383,9 +385,12 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
         request: Request,
         top_k: Annotated[int, Query(ge=1, le=n_classes, description="how many classes to list")] = 3,
         model: Which = "served",
+        position: Annotated[int, Query(ge=0, le=1000, description="which digit of a number to explain, "
+                                                                  "from 0 (the first, left to right)")] = 0,
     ):
         source = await _read_source(request)
-        return Response(await chosen(model)(source, top_k, task=run_explanation), media_type="application/json")
+        task = partial(run_explanation, position=position) if position else run_explanation
+        return Response(await chosen(model)(source, top_k, task=task), media_type="application/json")
 
     add_routes(app, training, Error)
 

@@ -9,6 +9,8 @@ pass, plus the page's "inside the network" view of the first digit read:
   (``explain.input_gradient``: the engine's own backward pass),
 - ``layers``: every layer's output in order (``explain.layer_outputs``: the engine's own
   forward pass, in inference mode): feature maps as one picture of tiles, vectors as numbers.
+
+For a number, ``position`` chooses which of its digits is explained (default the first).
 """
 
 from __future__ import annotations
@@ -59,29 +61,36 @@ def _layer_view(index: int, layer, output: np.ndarray, last: bool) -> dict:
     return view
 
 
-def _step_label(name: str) -> str:
-    stem = name.split("-", 1)[-1].rstrip("0123456789")
-    return _STEP_NAMES.get(stem, stem.replace("-", " "))
+def _step_label(name: str, digits: int = 1) -> str:
+    """Words for a step picture named like "3-mask" or "4-digit1" (``digits``: how many were read)."""
+    stem = name.split("-", 1)[-1]
+    kind = stem.rstrip("0123456789")
+    label = _STEP_NAMES.get(kind, kind.replace("-", " "))
+    if kind == "digit" and digits > 1:
+        label += f" {int(stem[len(kind):]) + 1} of {digits}"
+    return label
 
 
-def run_explanation(model, source, top_k: int) -> dict:
+def run_explanation(model, source, top_k: int, position: int = 0) -> dict:
     """``run_prediction``'s answer plus ``steps``, ``input``, ``saliency`` and ``layers``
-    (see the module docstring) for the first digit read."""
+    (see the module docstring) for digit ``position`` of those read (the last, if fewer)."""
     extraction = preprocess.extract(source)
     result = read_extraction(model, extraction, top_k)
-    digit = extraction.digits[0]
+    position = min(position, len(extraction.digits) - 1)
+    digit = extraction.digits[position]
     mean, std = float(model.metadata["mean"]), float(model.metadata["std"])
     x = ((digit - mean) / std)[None, None].astype(np.float32)
     outputs = explain.layer_outputs(model.net, x)
     predicted = int(np.argmax(outputs[-1][1][0]))
     _, grad = explain.input_gradient(model.net, x, predicted)
     saliency = np.abs(grad[0, 0]) / std  # d/dx of (x - mean) / std: see explain.py
-    result["steps"] = [{"name": name, "label": _step_label(name), "image": pictures.data_url(image)}
+    result["steps"] = [{"name": name, "label": _step_label(name, len(extraction.digits)),
+                        "image": pictures.data_url(image)}
                        for name, image in preprocess.step_images(extraction)]
     grey = Image.fromarray(np.rint(np.clip(digit, 0, 1) * 255).astype(np.uint8))
     result["input"] = pictures.data_url(grey)
     result["saliency"] = pictures.data_url(pictures.heat_over(digit, saliency))
-    result["explained"] = {"digit": predicted, "position": 0}
+    result["explained"] = {"digit": predicted, "position": position}
     result["layers"] = [_layer_view(i, layer, output, i == len(outputs) - 1)
                         for i, (layer, output) in enumerate(outputs)]
     return result

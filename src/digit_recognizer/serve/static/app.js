@@ -53,6 +53,7 @@ function chosenModel() {
 }
 
 function clearPad() {
+  position = 0;
   ctx.fillStyle = "#000"; // opaque: the PNG we send has no transparency to interpret
   ctx.fillRect(0, 0, pad.width, pad.height);
   blank = true;
@@ -148,7 +149,8 @@ async function send(blob) {
   const asked = generation;
   // The inside view needs /api/explain, whose answer holds /api/predict's and more.
   const inside = insideVisible();
-  const route = `${inside ? "/api/explain" : "/api/predict"}?model=${chosenModel()}`;
+  const route = inside ? `/api/explain?model=${chosenModel()}&position=${position}`
+    : `/api/predict?model=${chosenModel()}`;
   try {
     // The image itself as the body: lighter for the server than a multipart form.
     const response = await fetch(route, {
@@ -214,7 +216,11 @@ function showResult(result) {
     button.textContent = label(d.digit);
     button.title = `digit ${i + 1}: ${(100 * d.confidence).toFixed(1)}% sure`;
     button.setAttribute("aria-pressed", String(i === position));
-    button.addEventListener("click", () => { position = i; showResult(shown); });
+    button.addEventListener("click", () => {
+      position = i;
+      showResult(shown);
+      if (insideVisible()) askAgain(); // the inside view explains the digit chosen
+    });
     return button;
   }));
   const reading = !result ? null : refused ? { probabilities: result.probabilities, digit: argmax(result.probabilities) }
