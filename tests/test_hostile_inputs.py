@@ -258,3 +258,76 @@ def test_out_reuses_a_folder_whose_run_never_finished_an_epoch(mnist_data_dir, t
     (run / "notes.txt").write_text("mine")
     code, _, err = run_cli(capsys, *_train_argv(mnist_data_dir, "--out", run))
     assert code == 1 and "already holds files" in err and (run / "notes.txt").exists()
+
+
+# ---------------------------------------------------------------- predict: names, folders, sizes
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="needs a file system taking any bytes in names")
+def test_predict_csv_with_a_file_name_that_is_not_utf8(tmp_path, capsys, model_file, seven):
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9-\xff.png"))
+    odd.write_bytes(seven.read_bytes())
+    table = tmp_path / "out.csv"
+    code, out, _ = run_cli(capsys, "predict", "--model", model_file, "--csv", table, odd, seven)
+    assert code == 0 and out.startswith(str(tmp_path) + "/caf\\xe9-\\xff.png: ")
+    rows = table.read_bytes().splitlines()
+    assert len(rows) == 3 and rows[1].startswith(bytes(tmp_path) + b"/caf\xe9-\xff.png,")  # its own bytes
+    code, out, _ = run_cli(capsys, "predict", "--model", model_file, "--json", odd)
+    assert code == 0 and json.loads(out)[0]["path"] == str(odd)
+
+
+def test_unreadable_folders_are_errors_not_silence(tmp_path, capsys, model_file, seven, monkeypatch):
+    top = tmp_path / "photos"
+    (top / "locked").mkdir(parents=True)
+    (top / "a.png").write_bytes(seven.read_bytes())
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # as chmod 000 would for anyone but root
+        if Path(path).name in ("locked", "shut"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    code, out, err = run_cli(capsys, "predict", "--model", model_file, top)
+    assert code == 1 and out.startswith(f"{top / 'a.png'}: ")
+    assert err == f"digits: error: {top / 'locked'}: cannot read this folder: Permission denied\n"
+    (tmp_path / "shut").mkdir()
+    code, out, err = run_cli(capsys, "predict", "--model", model_file, tmp_path / "shut")
+    assert code == 1 and "shut: cannot read this folder: Permission denied" in err and "no image files" not in err
+
+
+def _png_header(width: int, height: int, bit_depth: int, colour_type: int) -> bytes:
+    """A PNG that declares its size and pixel format, with no pixel data after."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_the_decoded_size_is_bounded_in_bytes_not_only_pixels(tmp_path):
+    from digit_recognizer import preprocess
+
+    # 39.7 megapixels, under the pixel limit, of 16-bit RGBA: Pillow would hold 159 MB
+    with pytest.raises(DigitsError, match=r"7000x5671 RGBA pixels \(151 MiB decoded\), above the limit of 96 MiB"):
+        preprocess.load_image(_png_header(7000, 5671, 16, 6))
+    with pytest.raises(DigitsError, match="truncated or corrupt"):  # the same size in gray: allowed, then decoded
+        preprocess.load_image(_png_header(7000, 5671, 8, 0))
+
+
+def test_json_booleans_are_not_pixels():
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from digit_recognizer.serve import create_app
+
+    net = models.build(SPEC)
+    app = create_app(modelfile.Model(net, dict(METADATA)))
+    rows = [[0] * 28 for _ in range(28)]
+    rows[3][4] = True
+    with TestClient(app) as client:
+        answer = client.post("/api/predict", json={"pixels": rows})
+    assert answer.status_code == 422 and answer.json()["error"] == \
+        "bad JSON pixels at pixels.3.4: Input should be a valid number"

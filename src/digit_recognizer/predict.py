@@ -124,15 +124,26 @@ def _with_class_names(result: dict, classes) -> dict:
 
 def expand_paths(paths) -> list[Path]:
     """Files named directly, plus the image files found (recursively) in named folders, sorted."""
-    out = []
+    return _expand(paths)[0]
+
+
+def _expand(paths) -> tuple[list[Path], list[dict]]:
+    """``expand_paths``, plus an error result for each folder that could not be read."""
+    out, unreadable = [], []
+
+    def note(error: OSError):
+        unreadable.append({"path": error.filename, "error": f"cannot read this folder: {error.strerror or error}"})
+
     for path in map(Path, paths):
         if path.is_dir():
-            out += sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in preprocess.IMAGE_SUFFIXES
-            )
+            found = []
+            for folder, _, names in os.walk(path, onerror=note):
+                found += [Path(folder, name) for name in names
+                          if Path(name).suffix.lower() in preprocess.IMAGE_SUFFIXES and Path(folder, name).is_file()]
+            out += sorted(found)
         else:
             out.append(path)
-    return out
+    return out, unreadable
 
 
 def predict_paths(model, paths, top_k: int = 3, *, deskew: bool = False, steps_dir=None,
@@ -143,7 +154,7 @@ def predict_paths(model, paths, top_k: int = 3, *, deskew: bool = False, steps_d
     Each result carries ``"path"``; an input that fails carries ``"error"``
     instead of a reading, and the others are still predicted.
     """
-    files = expand_paths(paths)
+    files, unreadable = _expand(paths)
     stems = _unique_stems(files)
     results = []
     for first in range(0, len(files), batch_size):
@@ -163,7 +174,7 @@ def predict_paths(model, paths, top_k: int = 3, *, deskew: bool = False, steps_d
             start += len(ex.pool)
             if steps_dir is not None:
                 preprocess.save_steps(ex, steps_dir, stems[index])
-    return results
+    return results + unreadable
 
 
 def _unique_stems(files: list[Path]) -> list[str]:

@@ -8,6 +8,7 @@ others fail; the exit code is 1 when any input failed.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 
@@ -57,7 +58,7 @@ def run(args, prog: str = "digits") -> int:
     else:
         for r in results:
             if "error" in r:
-                print(f"{prog}: error: {r['path']}: {r['error']}", file=sys.stderr)
+                print(f"{prog}: error: {printable(r['path'])}: {r['error']}", file=sys.stderr)
             else:
                 print(describe(r))
     return 1 if any("error" in r for r in results) else 0
@@ -79,26 +80,36 @@ def describe(result: dict) -> str:
     """For people: ``photo.jpg: 7 (99.8%)``, with the runners-up when unsure; several
     lines of digits are printed one per line under ``page.jpg: 2 lines (97.0%)``."""
     if "lines" in result:
-        head = f"{result['path']}: {len(result['lines'])} lines ({100 * result['confidence']:.1f}%)"
+        head = f"{printable(result['path'])}: {len(result['lines'])} lines ({100 * result['confidence']:.1f}%)"
         line = "\n".join([head] + [f"  {text}" for text in result["lines"]])
         return line + ("  low confidence" if result["low_confidence"] else "")
-    line = f"{result['path']}: {reading(result)} ({100 * result['confidence']:.1f}%)"
+    line = f"{printable(result['path'])}: {reading(result)} ({100 * result['confidence']:.1f}%)"
     if result["low_confidence"]:
         alternatives = ", ".join(f"{k} {100 * p:.0f}%" for k, p in result["top_k"][1:])
         line += f"  low confidence; next: {alternatives}" if alternatives else "  low confidence"
     return line
 
 
+def printable(path: str) -> str:
+    """A file name for a terminal: bytes that are not UTF-8 shown as \\xNN escapes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def write_csv(path, results) -> None:
+    """The results as a CSV table, written whole or not at all. File names that are not
+    valid UTF-8 keep their original bytes (as the file system holds them)."""
+    from digit_recognizer.files import atomic_write
+
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["path", "reading", "confidence", "low_confidence", "top_k", "error"])
+    for r in results:
+        if "error" in r:
+            writer.writerow([r["path"], "", "", "", "", r["error"]])
+        else:
+            top = " ".join(f"{k}:{p}" for k, p in r["top_k"])
+            writer.writerow([r["path"], reading(r), r["confidence"], r["low_confidence"], top, ""])
     try:
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["path", "reading", "confidence", "low_confidence", "top_k", "error"])
-            for r in results:
-                if "error" in r:
-                    writer.writerow([r["path"], "", "", "", "", r["error"]])
-                else:
-                    top = " ".join(f"{k}:{p}" for k, p in r["top_k"])
-                    writer.writerow([r["path"], reading(r), r["confidence"], r["low_confidence"], top, ""])
+        atomic_write(path, table.getvalue().encode("utf-8", "surrogateescape"))
     except OSError as error:
         raise DigitsError(f"cannot write {path}: {error.strerror or error}") from None

@@ -21,6 +21,7 @@ from digit_recognizer.files import read_regular_file
 
 MAX_PIXELS = 40_000_000       # pixel budget: refuse bigger images before decoding them
 MAX_FILE_BYTES = 64 * 2**20   # and bigger files before reading them
+MAX_DECODED_BYTES = 96 * 2**20  # and images taking more memory once decoded (25 MP in colour)
 DECODE_SIDE = 2048            # JPEGs are decoded at reduced scale down to about this side
 
 IMAGE_SUFFIXES = frozenset(
@@ -80,6 +81,7 @@ def _decode(data: bytes) -> Image.Image:
             # not asked for: it would scan every frame)
             if image.format == "JPEG" and max(image.size) > 2 * DECODE_SIDE:
                 image.draft(image.mode, (DECODE_SIDE, DECODE_SIDE))  # decode at 1/2, 1/4 or 1/8 scale
+            _check_decoded_size(image)
             image.load()
             image = ImageOps.exif_transpose(image)
     except DigitsError:
@@ -92,6 +94,20 @@ def _decode(data: bytes) -> Image.Image:
         # Pillow reports truncated and corrupt data with a zoo of exception types
         raise DigitsError(f"truncated or corrupt image ({_one_line(error)})") from None
     return image
+
+
+def _check_decoded_size(image: Image.Image) -> None:
+    """Refuse an image whose decoded pixels would take more than MAX_DECODED_BYTES: the pixel
+    budget alone lets a small file of many 16-bit or colour pixels take hundreds of MB."""
+    width, height = image.size
+    # Pillow keeps a pixel in 1 byte (1, L, P), 2 (I;16 modes) or 4 (every other mode).
+    per_pixel = 1 if image.mode in ("1", "L", "P") else 2 if image.mode.startswith("I;16") else 4
+    size = width * height * per_pixel
+    if size > MAX_DECODED_BYTES:
+        raise DigitsError(
+            f"image is {width}x{height} {image.mode} pixels ({size / 2**20:.0f} MiB decoded), "
+            f"above the limit of {MAX_DECODED_BYTES // 2**20} MiB; refusing to decode it"
+        )
 
 
 def _check_budget(width: int, height: int) -> None:

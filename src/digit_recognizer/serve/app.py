@@ -48,7 +48,7 @@ MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # a large phone photo; anything bigger is re
 LOCAL_SETTINGS = {"data_dir", "out", "resume"}
 PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
 
-Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
+Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False, strict=True)]  # strict: no true/false
 Row = Annotated[list[Pixel], Field(min_length=28, max_length=28)]
 
 
