@@ -55,7 +55,7 @@ function drawChart(canvas, series, yMax, yLines, yLabel, percent) {
   canvas.height = Math.round(height * ratio);
   const ctx = canvas.getContext("2d");
   ctx.scale(ratio, ratio);
-  const left = 40, right = 10, top = 10, bottom = 26;
+  const left = 48, right = 10, top = 10, bottom = 32;
   const w = width - left - right, h = height - top - bottom;
   // the x axis grows with the run (a little ahead of it), up to the epochs asked for
   const progress = run.steps.length ? run.steps[run.steps.length - 1].step / run.stepsPerEpoch : 0;
@@ -75,8 +75,8 @@ function drawChart(canvas, series, yMax, yLines, yLabel, percent) {
   ctx.textAlign = "center";
   const tick = xMax <= 2 ? 0.5 : Math.ceil(xMax / 10);
   for (let e = 0; e <= xMax; e += tick) ctx.fillText(String(e), x(e), top + h + 14);
-  ctx.fillText("epoch", left + w / 2, height - 1);
-  ctx.save(); ctx.translate(10, top + h / 2); ctx.rotate(-Math.PI / 2); ctx.fillText(yLabel, 0, 0); ctx.restore();
+  ctx.fillText("epoch", left + w / 2, height - 3);
+  ctx.save(); ctx.translate(9, top + h / 2); ctx.rotate(-Math.PI / 2); ctx.fillText(yLabel, 0, 0); ctx.restore();
   for (const { points, colour, lineWidth, dots } of series) {
     if (!points.length) continue;
     ctx.strokeStyle = colour; ctx.fillStyle = colour; ctx.lineWidth = lineWidth;
@@ -186,7 +186,7 @@ function onEvent(event) {
       setStatus(event.status, `${event.status === "finished" ? "Finished" : "Stopped"} after ${event.steps} steps ` +
                               `(${event.seconds.toFixed(1)} s): ${accuracy}.`);
       document.getElementById("trained-summary").textContent =
-        "Your model reads the canvas now: draw on the left (or switch back to the shipped model).";
+        "Your model reads the pad now: draw a digit (or switch back to the shipped model).";
       trainedEl.hidden = false;
       hooks.setTrainedModel(true);
       if (event.steps) document.querySelector('input[name="model"][value="trained"]').click();
