@@ -133,3 +133,16 @@ def test_explain_chooses_the_digit_of_a_number(served):
     assert first["input"] != second["input"] and second["input"] == beyond["input"]
     assert [s["label"] for s in first["steps"]][-2:] == ["28x28 input 1 of 2", "28x28 input 2 of 2"]
     assert client.post("/api/explain?position=-1", **ask).status_code == 422
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet5", "small-cnn", "cnn"])
+def test_every_architecture_offered_builds_and_shows_its_first_layer(name):
+    from digit_recognizer.serve import learning_worker
+
+    net = models.build(models.resolve(learning_worker.ARCHITECTURES[name]))
+    first = next(layer for layer in net.layers if layer.parameters())
+    shown = min(len(first.weight.data), learning_worker.MAX_FILTERS)
+    side = first.weight.data.shape[-1] if first.weight.data.ndim == 4 else 28
+    rows, columns = pictures.grid_shape(shown)
+    picture = _picture(learning_worker.first_layer_picture(net))
+    assert picture.size == (columns * (side + 1) - 1, rows * (side + 1) - 1)
