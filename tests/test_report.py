@@ -93,7 +93,7 @@ def test_report_html_is_self_contained(run_dir):
 
     assert "link" not in parser.tags and "script" not in parser.tags and "iframe" not in parser.tags
     images_embedded = [value for tag, name, value in parser.urls if tag == "img"]
-    assert len(images_embedded) == 4  # curves, two confusion matrices, misclassified grid
+    assert len(images_embedded) == 5  # curves, reliability diagram, two confusion matrices, misclassified grid
     for tag, name, value in parser.urls:
         assert value.startswith("data:image/png;base64,"), (tag, name, value[:60])
         assert base64.b64decode(value.split(",", 1)[1]).startswith(PNG_MAGIC)

@@ -353,3 +353,58 @@ def plot_explanation(image, saliency, feature_maps, top_k, classes, title: str |
         if title:
             fig.suptitle(title)
     return fig
+
+
+def plot_reliability(bins, ece: float | None = None, title: str = "Reliability diagram") -> Figure:
+    """Accuracy against confidence per confidence bin (bars), the diagonal of perfect
+    calibration, and how many answers fall in each bin (lower panel, log scale).
+
+    ``bins``: dicts with lower, upper, count, confidence, accuracy (``calibration.reliability``).
+    """
+    full = [b for b in bins if b["count"]]
+    with style():
+        fig = figure(figsize=(5.2, 5.6), layout="constrained")
+        ax, ax_n = fig.subplots(2, 1, height_ratios=(3, 1), sharex=True)
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+        if full:
+            width = full[0]["upper"] - full[0]["lower"]
+            ax.bar([b["lower"] for b in full], [b["accuracy"] for b in full], width=width, align="edge",
+                   color=TRAIN_STYLE["color"], alpha=0.75, edgecolor="white", label="accuracy")
+            ax.plot([b["confidence"] for b in full], [b["accuracy"] for b in full], **VAL_STYLE,
+                    label="(mean confidence, accuracy)")
+            ax_n.bar([b["lower"] for b in full], [b["count"] for b in full], width=width, align="edge",
+                     color="grey")
+            ax_n.set_yscale("log")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel("Accuracy")
+        ax.grid(True)
+        ax.legend(loc="upper left")
+        ax.set_title(title if ece is None else f"{title} (ECE {ece:.4f})")
+        ax_n.set_xlabel("Confidence (top probability)")
+        ax_n.set_ylabel("Answers")
+        ax_n.grid(True)
+    return fig
+
+
+def plot_sweeps(sweeps: dict, title: str = "Robustness sweeps") -> Figure:
+    """One panel per sweep: accuracy (solid) and, for a model that can refuse, the share
+    answered "not a digit" (dashed) against the sweep's level."""
+    names = list(sweeps)
+    with style():
+        fig = figure(figsize=(3.2 * max(len(names), 1), 3.4), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, max(len(names), 1)))
+        for ax, name in zip(axes, names):
+            rows = sweeps[name]["levels"]
+            levels = [r["level"] for r in rows]
+            ax.plot(levels, [r["accuracy"] for r in rows], label="accuracy", **TRAIN_STYLE)
+            if all("refused" in r for r in rows):
+                ax.plot(levels, [r["refused"] for r in rows], label='"not a digit"', **VAL_STYLE)
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title(name)
+            ax.set_xlabel(sweeps[name]["unit"])
+            ax.grid(True)
+        axes[0].set_ylabel("Share of test digits")
+        axes[0].legend(loc="lower left")
+        fig.suptitle(title)
+    return fig

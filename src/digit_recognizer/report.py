@@ -178,6 +178,8 @@ def render_html(metrics: dict, model=None, config: dict | None = None, figures: 
     cards = [("Accuracy", f"{100 * metrics['accuracy']:.2f}%"),
              ("Errors", f"{n_wrong:,} of {metrics['n']:,}"),
              ("Loss (cross-entropy)", f"{metrics['loss']:.4f}"),
+             *([("ECE (15 bins)", f"{metrics['ece']:.4f}")] if "ece" in metrics else []),
+             *([('Refused as "not a digit"', f"{100 * metrics['refused']:.2f}%")] if "refused" in metrics else []),
              ("Macro F1", f"{metrics['macro_avg']['f1']:.4f}")]
     parts.append('<div class="cards">' + "".join(
         f'<div class="card"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>' for k, v in cards)
@@ -216,6 +218,37 @@ def render_html(metrics: dict, model=None, config: dict | None = None, figures: 
                  + _figure_html(figures.get("confusion_matrix_normalized"), "Confusion matrix (row-normalised)",
                                 "Each row divided by its total: the fraction of a true class given each prediction.")
                  + "</div>")
+
+    if metrics.get("reliability"):
+        parts.append("<h2>Calibration</h2>")
+        temperature = metadata.get("temperature")
+        how = (f"The probabilities are softmax(logits / T) with T = {temperature:.3f}, fitted on the "
+               "validation split at the end of training. " if temperature else "")
+        parts.append(f"<p>{how}Expected calibration error over 15 confidence bins: "
+                     f"<strong>{metrics['ece']:.4f}</strong> (the answers' mean |accuracy &minus; confidence|, "
+                     "weighted by how many answers fall in each bin).</p>")
+        parts.append(_figure_html(figures.get("reliability"), "Reliability diagram",
+                                  "Accuracy per bin of confidence; a calibrated model's bars reach the diagonal."))
+
+    if metrics.get("sweeps"):
+        parts.append("<h2>Robustness sweeps</h2>")
+        sweeps = metrics["sweeps"]
+        n_sweep = metrics.get("sweep_n")
+        parts.append("<p>The same " + (f"{n_sweep:,} " if n_sweep else "") + f"{_e(split)} images, changed "
+                     "by one thing at a time: rotated, scaled, their strokes thinned or thickened, Gaussian "
+                     "noise added, blurred.</p>")
+        parts.append(_figure_html(figures.get("sweeps"), "Robustness sweeps",
+                                  "Accuracy (solid) and the share refused as \"not a digit\" (dashed) per level."))
+        rows = []
+        for name, sweep in sweeps.items():
+            for r in sweep["levels"]:
+                rows.append((_e(name), f"{r['level']:g}", f"{100 * r['accuracy']:.2f}%",
+                             f"{100 * r['refused']:.2f}%" if "refused" in r else "",
+                             f"{r['confidence']:.3f}"))
+        parts.append("<details><summary><strong>Sweep figures</strong></summary>")
+        parts.append(_table(["Sweep", "Level", "Accuracy", "Refused", "Mean confidence"], rows,
+                            numeric=(1, 2, 3, 4)))
+        parts.append("</details>")
 
     parts.append("<h2>Misclassified images</h2>")
     shown = min(n_wrong, MAX_MISCLASSIFIED_SHOWN)
@@ -287,6 +320,10 @@ def write_run_artifacts(run_dir, history_rows, metrics: dict, images, labels, mo
     }
     if history_rows:
         figures["curves"] = plotting.plot_curves(history_rows)
+    if metrics.get("reliability"):
+        figures["reliability"] = plotting.plot_reliability(metrics["reliability"], metrics.get("ece"))
+    if metrics.get("sweeps"):
+        figures["sweeps"] = plotting.plot_sweeps(metrics["sweeps"])
     pngs = {name: plotting.to_png(fig) for name, fig in figures.items()}
 
     written = {}

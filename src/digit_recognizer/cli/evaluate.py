@@ -26,6 +26,11 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="write metrics.json, confusion_matrix.png, misclassified.png and report.html here")
     p.add_argument("--batch-size", type=int, default=1000, metavar="N", help="images per forward pass (default: 1000)")
+    p.add_argument("--sweeps", action="store_true",
+                   help="also measure accuracy as the images are rotated, scaled, thinned or thickened, "
+                        "noised and blurred (curves in the report)")
+    p.add_argument("--sweep-size", type=int, default=2000, metavar="N",
+                   help="images (a seeded random subset of the split) the sweeps use (default: 2000)")
     p.set_defaults(func=run)
 
 
@@ -34,6 +39,8 @@ def run(args) -> int:
 
     if args.batch_size < 1:
         raise DigitsError("--batch-size must be at least 1")
+    if args.sweep_size < 1:
+        raise DigitsError("--sweep-size must be at least 1")
     model_path = args.model or modelfile.default_model_path()
     model = modelfile.load(args.model)  # None: the shipped model, with its own message if missing
     ds = data.get_dataset(args.dataset or model.metadata.get("dataset") or "mnist")
@@ -43,6 +50,12 @@ def run(args) -> int:
     images, labels = data.load(ds, args.split, args.data_dir, quiet=args.json)
     metrics = {"model": str(model_path), "dataset": ds.name, "split": args.split,
                **evaluation.evaluate(model, images, labels, args.batch_size)}
+    if args.sweeps:
+        from digit_recognizer import robustness
+
+        keep = robustness.subset(labels, args.sweep_size)
+        metrics["sweep_n"] = len(keep)
+        metrics["sweeps"] = robustness.sweeps(model, images[keep], labels[keep])
 
     written = None
     if args.out is not None:
@@ -77,6 +90,12 @@ def format_metrics(metrics: dict) -> str:
         f"ECE       {metrics['ece']:.4f}  (expected calibration error, 15 bins)",
         "",
     ]
+    if metrics.get("sweeps"):
+        lines.append(f"robustness sweeps ({metrics['sweep_n']:,} images): accuracy per level")
+        for name, sweep in metrics["sweeps"].items():
+            cells = "  ".join(f"{r['level']:g}: {100 * r['accuracy']:.1f}%" for r in sweep["levels"])
+            lines.append(f"  {name:<9}  {cells}  ({sweep['unit']})")
+        lines.append("")
     width = max(7, *(len(c) for c in classes), len("weighted avg"))
     lines.append(f"{'class':<{width}}  {'precision':>9}  {'recall':>7}  {'f1':>7}  {'support':>8}")
     rows = [(c["class"], c, c["support"]) for c in metrics["per_class"]]

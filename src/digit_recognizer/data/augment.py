@@ -76,15 +76,7 @@ def random_affine_maps(
     theta = np.deg2rad(rng.uniform(-rotation, rotation, size=n)).astype(np.float32)
     s = rng.uniform(1.0 - scale, 1.0 + scale, size=n).astype(np.float32)
     ty, tx = rng.uniform(-shift, shift, size=(2, n)).astype(np.float32)
-
-    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
-    py = np.arange(height, dtype=np.float32)[None, :, None] - cy - ty[:, None, None]
-    px = np.arange(width, dtype=np.float32)[None, None, :] - cx - tx[:, None, None]
-    cos = (np.cos(theta) / s)[:, None, None]
-    sin = (np.sin(theta) / s)[:, None, None]
-    # Inverse map: rotate the output grid back by -theta and undo the scale.
-    ys = cos * py - sin * px + cy
-    xs = sin * py + cos * px + cx
+    ys, xs = affine_maps(theta, s, ty, tx, height, width)
 
     if elastic_alpha > 0:
         noise = rng.uniform(-1.0, 1.0, size=(2, n, height, width)).astype(np.float32)
@@ -95,6 +87,19 @@ def random_affine_maps(
         ys = ys + elastic_alpha * dy / norm
         xs = xs + elastic_alpha * dx / norm
     return ys.astype(np.float32), xs.astype(np.float32)
+
+
+def affine_maps(theta, s, ty, tx, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source coordinates (ys, xs), each (n, height, width), of n given transforms: rotation
+    theta (radians, (n,)), scale s, shift (ty, tx) pixels, about the image centre."""
+    theta, s, ty, tx = (np.asarray(v, dtype=np.float32).reshape(-1) for v in (theta, s, ty, tx))
+    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
+    py = np.arange(height, dtype=np.float32)[None, :, None] - cy - ty[:, None, None]
+    px = np.arange(width, dtype=np.float32)[None, None, :] - cx - tx[:, None, None]
+    cos = (np.cos(theta) / s)[:, None, None]
+    sin = (np.sin(theta) / s)[:, None, None]
+    # Inverse map: rotate the output grid back by -theta and undo the scale.
+    return cos * py - sin * px + cy, sin * py + cos * px + cx
 
 
 def bilinear_sample(images: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
