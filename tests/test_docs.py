@@ -258,3 +258,34 @@ def test_documented_commands_use_existing_options(page, command, capsys):
         parser.parse_args(argv)
     except SystemExit:
         pytest.fail(f"{page}: {command}: {capsys.readouterr().err.strip()}")
+
+
+def python_blocks(text):
+    """The ```python blocks of a Markdown text."""
+    blocks, current = [], None
+    for line in text.splitlines():
+        if line.strip() == "```python" and current is None:
+            current = []
+        elif line.strip() == "```" and current is not None:
+            blocks.append("\n".join(current))
+            current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
+def test_onnx_page_commands_and_python_run(tmp_path, monkeypatch, capsys):
+    """The ONNX page's export of the shipped model, then its Python example, as printed."""
+    pytest.importorskip("onnxruntime")
+    from digit_recognizer import cli
+    from test_preprocess import drawn
+
+    page = (ROOT / "docs" / "onnx.md").read_text()
+    monkeypatch.chdir(tmp_path)
+    (export_shipped,) = [c for c in shell_lines(page) if c.startswith("digits export --format onnx --out model.onnx")]
+    assert cli.main(export_shipped.split("#")[0].split()[1:]) == 0
+    drawn("7").save("seven.png")
+    capsys.readouterr()
+    (example,) = python_blocks(page)
+    exec(compile(example, "docs/onnx.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "7"
