@@ -210,6 +210,7 @@ def test_watch_it_learn_then_read_with_the_new_model(browser, server, tmp_path):
         draw(page, 7)
     assert answered.value.ok
     assert shown_answer(page) == "7"
+    expect(page.locator("#model-info")).to_contain_text("Reading with your model: lenet5")
     screenshot(page, "web-learn.png", tmp_path, full_page=True)
     download = page.evaluate("fetch('/api/train/model').then(r => [r.status, r.headers.get('content-disposition')])")
     assert download[0] == 200 and "lenet5" in download[1]
@@ -223,6 +224,7 @@ def test_watch_it_learn_then_read_with_the_new_model(browser, server, tmp_path):
     page.click("#reset")
     expect(page.locator("#train-status")).to_have_attribute("data-status", "idle")
     expect(page.locator("#model-choice")).to_be_hidden()
+    expect(page.locator("#model-info")).not_to_contain_text("your model")
     assert not page.problems
     page.close()
 

@@ -234,11 +234,12 @@ function showResult(result) {
 export function setTrainedModel(available) {
   choiceEl.hidden = !available;
   if (!available) document.querySelector('input[name="model"][value="served"]').checked = true;
+  showModelInfo();
   askAgain();
 }
 
 for (const radio of document.querySelectorAll('input[name="model"]')) {
-  radio.addEventListener("change", askAgain);
+  radio.addEventListener("change", () => { showModelInfo(); askAgain(); });
 }
 
 function showView(name) {
@@ -274,6 +275,26 @@ uploadEl.addEventListener("change", () => {
   send(file);
 });
 
+let servedInfo = "";
+
+// The footer names the model reading the pad: the shipped one, or the one trained on the page.
+async function showModelInfo() {
+  const footer = document.getElementById("model-info");
+  if (chosenModel() !== "trained") { footer.textContent = servedInfo; return; }
+  try {
+    const { model } = await (await fetch("/api/train")).json();
+    const metrics = model.metrics || {};
+    const parts = [`Reading with your model: ${model.name}`, `${model.parameters.toLocaleString()} parameters`];
+    if (typeof metrics.accuracy === "number") {
+      parts.push(`${(100 * metrics.accuracy).toFixed(1)}% ${metrics.split} accuracy`);
+    }
+    parts.push(`trained here on ${model.training.settings.images.toLocaleString()} MNIST images`);
+    footer.textContent = parts.join(" \u00b7 ");
+  } catch (error) {
+    footer.textContent = "Reading with your model";
+  }
+}
+
 async function loadModelInfo() {
   try {
     const info = await (await fetch("/api/model")).json();
@@ -284,7 +305,8 @@ async function loadModelInfo() {
       parts.push(`${(100 * metrics.accuracy).toFixed(2)}% ${metrics.split || "test"} accuracy`);
     }
     if (info.dataset) parts.push(`trained on ${info.dataset}`);
-    document.getElementById("model-info").textContent = parts.join(" \u00b7 ");
+    servedInfo = parts.join(" \u00b7 ");
+    showModelInfo();
   } catch (error) {
     // The page still works with the default class names.
   }
