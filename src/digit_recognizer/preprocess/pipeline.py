@@ -14,7 +14,8 @@ from digit_recognizer.preprocess.rules import looks_ruled, remove_rules
 from digit_recognizer.preprocess.segmentation import find_digits, splits
 
 SPLIT_PRIOR = 0.95            # prior odds per digit more or fewer than the width suggests
-SPLIT_SURE = 0.995            # a cut is taken only if the network is this sure of every part
+SPLIT_SURE = 0.995            # a cut is taken only if the network is this sure of every part ...
+SPLIT_EXPECTED = 0.9          # ... or this sure, when the group's width suggests that many digits
 DIGIT_ASPECT = 0.75           # alone, a group w wide, h high looks like floor(w / (0.75 h)) digits
 NO_DIGIT = "no digit found"
 SMALL_DIGIT = 24              # digits shorter than this (px at WORK_SIDE) are read at DETAIL_WORK_SIDE
@@ -76,13 +77,15 @@ class Extraction:
         the digits' top probabilities, times SPLIT_PRIOR per digit more or fewer
         than the group's width suggests (networks are confident even about half
         a digit, or about three digits squeezed into one, so geometry has a say);
-        a cut counts only when every part is read with at least SPLIT_SURE.
+        a cut counts only when every part is read with at least SPLIT_SURE (SPLIT_EXPECTED
+        when the width suggests that many digits: touching digits cut apart keep a little
+        of their neighbours, and are read a little less surely).
         ``probs``: (m, n_classes), the model's output for ``pool``."""
         top = np.asarray(probs).max(axis=1)
         log_top = np.log(np.maximum(top, 1e-12))
 
         def score(k, option, guess):
-            if k > 0 and top[option].min() < SPLIT_SURE:
+            if k > 0 and top[option].min() < (SPLIT_EXPECTED if k == guess else SPLIT_SURE):
                 return -np.inf  # a digit cut cleanly out of a pair is recognised surely
             return log_top[option].sum() + abs(k - guess) * np.log(SPLIT_PRIOR)
 
@@ -101,7 +104,7 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
     gray_full = paper_only(to_gray(image, DECODE_SIDE))
     inverted, even = polarity(gray_full)
     x_full = 255 - gray_full if inverted else gray_full  # uint8, bright ink
-    # At WORK_SIDE first; a page that looks ruled, or whose digits are small there, is
+    # At WORK_SIDE first; a page that looks ruled, or whose digits are small (or not found) there, is
     # read again at DETAIL_WORK_SIDE (most photos are not, and pay for the smaller size only).
     for side in (WORK_SIDE, DETAIL_WORK_SIDE):
         x = max_pool(x_full, side)
@@ -111,7 +114,7 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
         ink, mask, rules = remove_rules(ink, mask)
         labels, lines = find_digits(ink, mask, single)
         tallest = max((b - t for line in lines for (t, _, b, _), _ in line), default=0)
-        if side == DETAIL_WORK_SIDE or x.shape == x_full.shape or not 0 < tallest < SMALL_DIGIT:
+        if side == DETAIL_WORK_SIDE or x.shape == x_full.shape or tallest >= SMALL_DIGIT:
             break
     groups = [g for line in lines for g in line]
     line_of = [k for k, line in enumerate(lines) for _ in line]
