@@ -97,9 +97,16 @@ def paper_only(gray: np.ndarray) -> np.ndarray:
     # (the lit part of a page beside a shadow touches three or four borders, but is
     # not as much brighter than the shadow as paper is than a table)
     # compact: the sheet fills most of the smallest rectangle around it, at whatever angle it lies
+    # (and shows two of its corners: the lit part of a half-shadowed page is compact too,
+    # but its smallest rectangle's corners lie on or beyond the photo's edges)
     points = np.argwhere(sheet)[:, ::-1].astype(np.float32)
-    (_, _), (rect_w, rect_h), _ = cv2.minAreaRect(points)
-    compact = area[largest] >= SHEET_FILL * max((rect_w + 1) * (rect_h + 1), 1) or area[largest] >= 0.65 * box
+    rect = cv2.minAreaRect(points)
+    (rect_w, rect_h) = rect[1]
+    corners = cv2.boxPoints(rect)
+    inside = np.count_nonzero((corners[:, 0] > 1) & (corners[:, 0] < sheet.shape[1] - 2)
+                              & (corners[:, 1] > 1) & (corners[:, 1] < sheet.shape[0] - 2))
+    compact = inside >= 2 and (area[largest] >= SHEET_FILL * max((rect_w + 1) * (rect_h + 1), 1)
+                               or area[largest] >= 0.65 * box)
     if not (compact and (contrast > 60 and borders <= 2 or contrast > 110 and borders == 3)):
         return gray
     sheet = ndimage.binary_fill_holes(sheet)  # with the ink on it
