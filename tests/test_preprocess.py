@@ -12,7 +12,7 @@ import zlib
 import matplotlib
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage
 
 from digit_recognizer import preprocess
@@ -312,8 +312,8 @@ def test_save_steps_writes_what_the_network_saw(tmp_path):
     ex = preprocess.extract(drawn("42", size=(400, 240)))
     written = preprocess.save_steps(ex, tmp_path / "steps", "sample")
     names = sorted(p.name for p in written)
-    assert names == ["sample-1-gray.png", "sample-2-ink.png", "sample-3-mask.png",
-                     "sample-4-digit0.png", "sample-4-digit1.png"]
+    assert names == ["sample-1-gray.png", "sample-1b-background.png", "sample-2-ink.png", "sample-2b-rules.png",
+                     "sample-3-mask.png", "sample-3b-lines.png", "sample-4-digit0.png", "sample-4-digit1.png"]
     assert all(p.stat().st_size > 0 for p in written)
 
 
@@ -365,8 +365,11 @@ def on_ruled_paper(text="4", spacing=24, turn=0.0, grid=False, rule=150) -> Imag
 
 
 @pytest.mark.parametrize("grid, turn", [(False, 0.0), (False, 7.0), (True, -5.0)])
-def test_rules_are_removed_and_the_strokes_kept(grid, turn):
+def test_rules_are_removed_and_the_strokes_kept(grid, turn, tmp_path):
     ex = preprocess.extract(on_ruled_paper("4", grid=grid, turn=turn))
+    preprocess.save_steps(ex, tmp_path, "ruled")
+    shown = np.asarray(Image.open(tmp_path / "ruled-2b-rules.png"))
+    assert (shown == (40, 90, 255)).all(axis=-1).sum() == ex.rules.sum()  # the rules found, in blue
     assert ex.rules.sum() > 0.5 * 400 * 300 / 24  # most of the rules were found
     assert len(ex.digits) == 1
     plain = preprocess.to_mnist(Image.fromarray(np.asarray(drawn("4", size=(400, 300), height=170))).rotate(
@@ -390,3 +393,43 @@ def test_a_long_digit_stroke_is_not_a_rule():
     """A thin 7's bar is long and straight, but one bar alone is not a ruled page."""
     ex = preprocess.extract(drawn("7", size=(260, 260), height=240))
     assert not ex.rules.any()
+
+
+# --------------------------------------------------------------------------- light and size
+
+
+def lit(image: Image.Image, light: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(np.asarray(image, np.float32) * light, 0, 255).astype(np.uint8))
+
+
+def test_the_background_keeps_a_shadow_edge():
+    from digit_recognizer.preprocess import page
+
+    x = np.full((240, 320), 40, np.uint8)  # bright ink convention: the shadowed half is "inkier"
+    x[:, 160:] = 140
+    x[100:110, 60:260] = 250  # a stroke across the edge
+    background = page.estimate_background(x, even=False)
+    assert np.abs(background[:, :150].astype(int) - 40).max() <= 3
+    assert np.abs(background[:, 170:].astype(int) - 140).max() <= 3
+    assert background[100:110, 60:260].max() <= 145  # the stroke is not background
+
+
+@pytest.mark.parametrize("kind", ["hard shadow", "lamp falloff"])
+def test_shadows_and_falloff_are_not_ink(kind, seven):
+    yy, xx = np.mgrid[:240, :200].astype(np.float32)
+    if kind == "hard shadow":  # a straight shadow edge across the digit
+        light = np.where(xx + 0.4 * yy < 130, 0.45, 1.0)
+    else:  # a lamp at the top left corner
+        light = np.clip(1.1 - 0.9 * np.hypot(yy, xx) / np.hypot(240, 200), 0.25, 1.0)
+    ex = preprocess.extract(lit(drawn("7"), light))
+    assert len(ex.digits) == 1 and similar(ex.digits[0], seven) > 0.85
+
+
+@pytest.mark.parametrize("resample", [Image.Resampling.NEAREST, Image.Resampling.BILINEAR])
+def test_a_tiny_digit_upscaled_by_an_app_is_read(resample):
+    small = drawn("3", size=(30, 24), height=12)  # 12 px high
+    blurred = small.filter(ImageFilter.GaussianBlur(0.6))
+    big = blurred.resize((30 * 7, 24 * 7), resample)
+    low_contrast = Image.fromarray((120 + np.asarray(big, np.float32) / 255 * 100).astype(np.uint8))
+    digits = preprocess.segment(low_contrast)
+    assert len(digits) == 1 and similar(digits[0], preprocess.to_mnist(drawn("3"))) > 0.75
