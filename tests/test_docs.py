@@ -289,3 +289,14 @@ def test_onnx_page_commands_and_python_run(tmp_path, monkeypatch, capsys):
     (example,) = python_blocks(page)
     exec(compile(example, "docs/onnx.md", "exec"), {})
     assert capsys.readouterr().out.strip() == "7"
+
+
+def test_data_page_python_runs_as_its_comments_say(mnist_data_dir):
+    import numpy as np
+
+    (example,) = python_blocks((ROOT / "docs" / "data.md").read_text())
+    namespace = {}
+    exec(compile(example, "docs/data.md", "exec"), namespace)
+    assert namespace["images"].shape == (60000, 28, 28) and namespace["images"].dtype == np.uint8
+    assert len(namespace["val_idx"]) == 5000 and len(namespace["train_idx"]) == 55000
+    assert namespace["x"].shape == (64, 1, 28, 28) and namespace["x"].dtype == np.float32
