@@ -300,3 +300,12 @@ def test_data_page_python_runs_as_its_comments_say(mnist_data_dir):
     assert namespace["images"].shape == (60000, 28, 28) and namespace["images"].dtype == np.uint8
     assert len(namespace["val_idx"]) == 5000 and len(namespace["train_idx"]) == 55000
     assert namespace["x"].shape == (64, 1, 28, 28) and namespace["x"].dtype == np.float32
+
+
+def test_training_page_python_runs(mnist_data_dir, capsys):
+    (example,) = python_blocks((ROOT / "docs" / "training.md").read_text())
+    namespace = {}
+    exec(compile(example, "docs/training.md", "exec"), namespace)
+    assert namespace["probabilities"].shape[0] == 8 and namespace["predicted"].shape == (8,)
+    assert (namespace["predicted"] == namespace["labels"][:8]).mean() >= 0.75  # the shipped model reads MNIST
+    assert capsys.readouterr().out.startswith("['")
