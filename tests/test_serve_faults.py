@@ -248,3 +248,17 @@ def test_digits_serve_limits_request_headers(model_path):
         answer = _exchange((host, int(port)), b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: "
                            + b"a" * 1_000_000 + b"\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 431")
+
+
+def test_a_body_sent_too_slowly_gets_408_and_the_connection_closed(model_path, monkeypatch):
+    from digit_recognizer.serve import app as app_module
+    from digit_recognizer.serve.protocol import LimitedHttpProtocol
+
+    monkeypatch.setattr(app_module, "BODY_TIMEOUT", 0.5)
+    app = app_module.create_app(modelfile.load(model_path))
+    with _uvicorn(app, LimitedHttpProtocol) as address:
+        start = time.monotonic()
+        answer = _exchange(address, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                                    b"Content-Length: 1000\r\n\r\n" + b"\x89PNG" * 10)  # 40 of 1000 bytes
+        assert answer.startswith(b"HTTP/1.1 408") and b"request body not received within 0.5 s" in answer
+        assert time.monotonic() - start < 20

@@ -44,6 +44,7 @@ from digit_recognizer.serve.metrics import Metrics, RequestMetrics
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # a large phone photo; anything bigger is refused with 413
+BODY_TIMEOUT = 30.0  # seconds for the whole body to arrive (5 MiB at 1.4 Mbit/s); then 408
 # Training settings that name the trainer's machine (its folders), not the model: kept from /api/model.
 LOCAL_SETTINGS = {"data_dir", "out", "resume"}
 PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
@@ -138,14 +139,15 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 class BodyLimit:
-    """ASGI middleware: read the request body up front and answer 413 past ``max_bytes``.
+    """ASGI middleware: read the request body up front and answer 413 past ``max_bytes``,
+    408 (closing the connection) when it is not all there within ``timeout`` seconds.
 
     Checking Content-Length alone is not enough (chunked uploads have none), so the
     body is counted as it arrives and handed on only when it is whole and small.
     """
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, timeout: float = 30.0):
+        self.app, self.max_bytes, self.timeout = app, max_bytes, timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -156,16 +158,22 @@ class BodyLimit:
         if length.isdigit() and int(length) > self.max_bytes:
             return await too_large(scope, receive, send)
         chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_bytes:
-                return await too_large(scope, receive, send)
-            if not message.get("more_body"):
-                break
+        try:
+            async with asyncio.timeout(self.timeout):  # a body trickling in would hold a connection for ever
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":  # the client went away
+                        return
+                    chunks.append(message.get("body", b""))
+                    size += len(chunks[-1])
+                    if size > self.max_bytes:
+                        return await too_large(scope, receive, send)
+                    if not message.get("more_body"):
+                        break
+        except TimeoutError:
+            too_slow = _error(408, f"request body not received within {self.timeout:g} s")
+            too_slow.headers["Connection"] = "close"
+            return await too_slow(scope, receive, send)
         body, delivered = b"".join(chunks), False
 
         async def replay():
@@ -251,7 +259,7 @@ def create_app(model, *, workers: int = 0, max_upload_bytes: int = MAX_UPLOAD_BY
     app.state.metrics = metrics
     app.state.training = training
     # The last added runs first: metrics see every answer, the key is checked before a body is read.
-    app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_upload_bytes, timeout=BODY_TIMEOUT)
     if api_key:
         app.add_middleware(ApiKey, key=api_key)
         access.document(app)
