@@ -95,6 +95,9 @@ def test_a_training_runs_streams_and_serves_its_model(client, tmp_path):
 
     # A reconnecting page resumes after the last event it saw.
     again = events(client, last_event_id=f"{state['run']}-5")
+    for odd in ("x", f"{state['run']}-", f"{state['run']}-x9", "-1-2"):  # malformed: from the start
+        assert events(client, last_event_id=odd) == seen
+    assert events(client, last_event_id=f"{state['run']}-99999") == []  # past the end: nothing more
     assert [(e["event"], e.get("step")) for e in again] == [(e["event"], e.get("step")) for e in seen[5:]]
 
     assert client.post("/api/train/reset").json()["status"] == "idle"

@@ -121,8 +121,9 @@ class TrainingSession:
         self._subscribers.add(queue)
         try:
             run, seen = self.run, 0
-            if last_event_id and last_event_id.partition("-")[0] == str(run):
-                seen = int(last_event_id.partition("-")[2] or 0)
+            asked_run, _, asked_seq = (last_event_id or "").partition("-")
+            if asked_run == str(run) and asked_seq.isdigit():  # anything else: from the start
+                seen = min(int(asked_seq), len(self.events))
             yield "retry: 500\n\n"
             if not self.events:  # idle since start: say so
                 yield _sse(run, 0, {"event": "session", "status": self.status, "run": run})
