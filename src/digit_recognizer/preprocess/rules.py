@@ -12,9 +12,9 @@ angle. ``remove_rules`` works on the thresholded ink:
    such runs cover RULE_COVER of the width are rules when there are at least
    MIN_RULES of them (a ruled page) or one covers LONE_RULE_COVER (a line
    under the number, an edge of the sheet). No digit stroke is that long.
-3. In those rows, ink no stronger than the rule itself is removed, then put
-   back where a stroke crosses: a closing along the stroke direction (across
-   the rule) bridges the gap wherever there is ink on both sides.
+3. In those rows, ink no stronger than the rule itself is removed (both
+   directions at once), then put back where a stroke crosses: a closing across
+   the rule bridges the gap wherever there is ink on both sides.
 
 Vertical rules (squared paper, a margin) are the same on the transposed image.
 Work images are (H, W) uint8 ink (255 = full contrast) and a bool mask.
@@ -53,15 +53,33 @@ def remove_rules(ink: np.ndarray, mask: np.ndarray):
         return ink, mask, rules
     angle = page_angle(half)
     slope = np.tan(np.radians(angle))
-    across = across[0] and _has_rules(half, slope), across[1] and _has_rules(half.T, -slope)
-    if across[0]:
-        ink, mask, found = _remove_rows(ink, mask, np.tan(np.radians(angle)))
-        rules |= found
-    if across[1]:
-        ink_t, mask_t, found = _remove_rows(ink.T, mask.T, -np.tan(np.radians(angle)))
-        ink, mask = np.ascontiguousarray(ink_t.T), np.ascontiguousarray(mask_t.T)
-        rules |= found.T
-    return ink, mask, rules
+    # Both directions are found on the mask as it is, and taken out together: where rules
+    # cross each other, neither is left to be taken for a stroke that crosses the other.
+    removed = np.zeros_like(rules)
+    bridged = np.zeros_like(rules)
+    kept = mask.copy()
+    found = []
+    if across[0] and _has_rules(half, slope):
+        found.append((_find_rows(ink, mask, slope), False))
+    if across[1] and _has_rules(half.T, -slope):
+        (rows, thickness) = _find_rows(ink.T, mask.T, -slope)
+        found.append(((rows.T, thickness), True))
+    if not found:
+        return ink, mask, rules
+    for (rows, _), _ in found:
+        removed |= rows
+    kept &= ~removed
+    cleaned = np.where(removed, 0, ink).astype(np.uint8)
+    repaired = cleaned.copy()
+    for (rows, thickness), transposed in found:
+        # a stroke crossing a rule has ink on both sides: a closing across the rule (3 px
+        # wide, for slanted strokes) bridges the gap there, and nowhere else
+        size = (3, 2 * thickness + 1) if transposed else (2 * thickness + 1, 3)
+        kernel = np.ones(size, np.uint8)
+        gap = rows & (cv2.morphologyEx(kept.view(np.uint8), cv2.MORPH_CLOSE, kernel) > 0)
+        repaired = np.where(gap, cv2.morphologyEx(cleaned, cv2.MORPH_CLOSE, kernel), repaired)
+        bridged |= gap
+    return repaired, kept | bridged, removed & ~bridged
 
 
 def looks_ruled(mask: np.ndarray) -> bool:
@@ -165,32 +183,22 @@ def _runs(shifts: np.ndarray):
     return [(int(a), int(b), int(shifts[a])) for a, b in zip(starts, stops)]
 
 
-def _remove_rows(ink: np.ndarray, mask: np.ndarray, slope: float):
-    """Rules running along rows (at ``slope``) removed: (ink, mask, removed pixels)."""
+def _find_rows(ink: np.ndarray, mask: np.ndarray, slope: float):
+    """(pixels of the rules running along rows at ``slope`` that are no stronger than the
+    rules themselves, the rules' thickness): a pen stroke lying along a rule stays."""
     h, w = mask.shape
     shifts = _shifts(w, slope)
-    m = _shear(mask.astype(np.uint8), shifts)
+    m = _shear(mask.view(np.uint8), shifts)
     bands, long_runs = _rule_bands(m, h, w)
     if not bands:
-        return ink, mask, np.zeros_like(mask)
+        return np.zeros_like(mask), 0
     x = _shear(ink, shifts)
     in_band = np.zeros(m.shape[0], bool)
     for a, b in bands:  # each band with a row of anti-aliased rim either side
         in_band[max(a - 1, 0) : b + 1] = True
-    band = in_band[:, None] & (m > 0)
     rule_level = np.median(x[(long_runs > 0) & in_band[:, None]])
-    removed = band & (x <= PEN_OVER_RULE * rule_level)
-    cleaned = np.where(removed, 0, x).astype(np.uint8)
-    # put back the strokes that cross: a closing across the rules (along a crossing stroke)
-    thickness = max(b - a for a, b in bands) + 2
-    across = np.ones((2 * thickness + 1, 1), np.uint8)
-    kept = ((m > 0) & ~removed).astype(np.uint8)
-    bridged = removed & (cv2.morphologyEx(kept, cv2.MORPH_CLOSE, across) > 0)
-    cleaned = np.where(bridged, cv2.morphologyEx(cleaned, cv2.MORPH_CLOSE, across), cleaned)
-    m_clean = (kept > 0) | bridged
-    removed &= ~bridged
-    return (_unshear(cleaned, shifts, h), _unshear(m_clean, shifts, h) & mask,
-            _unshear(removed, shifts, h))
+    rows = in_band[:, None] & (m > 0) & (x <= PEN_OVER_RULE * rule_level)
+    return _unshear(rows, shifts, h), max(b - a for a, b in bands) + 2
 
 
 def _bands(rows: np.ndarray) -> list[tuple[int, int]]:
