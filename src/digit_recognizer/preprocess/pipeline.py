@@ -15,7 +15,7 @@ from digit_recognizer.preprocess.segmentation import find_digits, splits
 
 SPLIT_PRIOR = 0.95            # prior odds per digit more or fewer than the width suggests
 SPLIT_SURE = 0.995            # a cut is taken only if the network is this sure of every part ...
-SPLIT_EXPECTED = 0.9          # ... or this sure, when the group's width suggests that many digits
+SPLIT_EXPECTED = 0.97         # ... or this sure, when the group's width suggests that many digits
 DIGIT_ASPECT = 0.75           # alone, a group w wide, h high looks like floor(w / (0.75 h)) digits
 NO_DIGIT = "no digit found"
 SMALL_DIGIT = 24              # digits shorter than this (px at WORK_SIDE) are read at DETAIL_WORK_SIDE
