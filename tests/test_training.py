@@ -234,3 +234,36 @@ def test_training_with_negatives_learns_a_not_a_digit_class_and_a_temperature(mn
     assert record["nll_after"] <= record["nll_before"] + 1e-12  # the fitted T minimises the NLL
     metrics = model.metadata["metrics"]
     assert 0.0 <= metrics["refused"] < 0.5 and 0.0 <= metrics["ece"] <= 1.0
+
+
+def _train_config(*argv):
+    from digit_recognizer.cli import build_parser
+    from digit_recognizer.cli.train import config_from_args
+
+    return config_from_args(build_parser().parse_args(["train", *map(str, argv)]))
+
+
+def test_digits_train_with_no_flags_follows_the_shipped_recipe():
+    recipe = models.tomllib.loads((ROOT / "models" / "digits.toml").read_text())
+    config = _train_config()
+    assert config.model == "digits"
+    for name, value in recipe["training"].items():
+        expected = dict(TrainConfig().augmentation, **value) if name == "augmentation" else value
+        assert getattr(config, name) == expected, name
+    assert config.negatives == 8000 and config.augmentation["elastic_alpha"] == 1.5
+    assert models.get_spec("digits")[1] == recipe["layers"]
+    assert models.resolve(recipe["layers"], n_classes=11)[-1]["out_features"] == 11
+    # flags override the recipe; another model leaves the library's defaults
+    assert _train_config("--epochs", 3, "--elastic", 0).epochs == 3
+    assert _train_config("--elastic", 0).augmentation["elastic_alpha"] == 0.0
+    assert _train_config("--model", "cnn").negatives == 0 and _train_config("--model", "cnn").epochs == 12
+
+
+def test_a_spec_with_an_unknown_training_setting_is_refused(tmp_path):
+    spec = tmp_path / "net.toml"
+    spec.write_text('[training]\nepoch = 3\n\n[[layers]]\ntype = "Flatten"\n\n'
+                    '[[layers]]\ntype = "Dense"\nout_features = 10\n')
+    with pytest.raises(DigitsError, match="unknown training setting 'epoch'"):
+        _train_config("--model", spec)
+    spec.write_text(spec.read_text().replace("epoch = 3", "epochs = 3"))
+    assert _train_config("--model", spec).epochs == 3

@@ -221,13 +221,50 @@ def load_spec(path: str | Path) -> list[dict]:
     return parse_spec(text, f"model spec {path}")
 
 
+#: Recipes shipped with the package: a TOML spec plus a [training] table of settings.
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+#: The recipe `digits train` follows when no --model is given: the shipped model's.
+DEFAULT_RECIPE = "digits"
+
+
+def _recipe_file(name_or_path: str) -> Path | None:
+    """The TOML file a model name or path refers to: a shipped recipe or a .toml path."""
+    if name_or_path in ARCHITECTURES:
+        return None
+    recipe = RECIPES_DIR / f"{name_or_path}.toml"
+    if "/" not in name_or_path and recipe.is_file():
+        return recipe
+    path = Path(name_or_path)
+    return path if path.suffix.lower() == ".toml" or path.exists() else None
+
+
 def get_spec(name_or_path: str) -> tuple[str, list[dict]]:
-    """Return (name, spec) for an architecture name ("cnn") or a path to a TOML spec."""
+    """Return (name, spec) for an architecture name ("cnn"), a shipped recipe ("digits")
+    or a path to a TOML spec."""
     if name_or_path in ARCHITECTURES:
         return name_or_path, copy.deepcopy(ARCHITECTURES[name_or_path])
+    recipe = _recipe_file(name_or_path)
+    if recipe is not None and recipe.parent == RECIPES_DIR:
+        return name_or_path, load_spec(recipe)
     path = Path(name_or_path)
     if path.suffix.lower() == ".toml" or path.exists():
         return path.stem, load_spec(path)
     raise DigitsError(
-        f"unknown model {name_or_path!r}; choose {', '.join(ARCHITECTURES)} or a .toml spec file"
+        f"unknown model {name_or_path!r}; choose {', '.join([*ARCHITECTURES, DEFAULT_RECIPE])} "
+        "or a .toml spec file"
     )
+
+
+def load_training(name_or_path: str) -> dict:
+    """The [training] table of a recipe or TOML spec (settings for `digits train`), {} if none."""
+    path = _recipe_file(name_or_path)
+    if path is None or not path.is_file():
+        return {}
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise DigitsError(f"cannot read model spec {path}: {error}") from None
+    training = document.get("training", {})
+    if not isinstance(training, dict):
+        raise DigitsError(f"model spec {path}: [training] must be a table of settings")
+    return training

@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser, underscore_aliases: bool = False) 
         p.add_argument(*names, default=None, **kw)
 
     flag("model", metavar="NAME|SPEC.toml",
-         help=f"cnn, lenet5, mlp, or a TOML spec file (default: {d.model})")
+         help="digits (the shipped model's recipe: network and settings), cnn, lenet5, mlp, or a "
+              "TOML spec file, whose [training] table, if any, sets the defaults (default: digits)")
     flag("dataset", metavar="NAME", help=f"mnist or fashion-mnist (default: {d.dataset})")
     flag("epochs", type=int, metavar="N", help=f"epochs (default: {d.epochs})")
     flag("batch-size", type=int, metavar="N", help=f"mini-batch size (default: {d.batch_size})")
@@ -74,13 +75,21 @@ def config_from_args(args):
     """A TrainConfig from parsed flags (unset flags keep their defaults)."""
     from digit_recognizer.training import TrainConfig
 
+    from digit_recognizer import models
+
     config = TrainConfig()
     names = {f.name for f in fields(TrainConfig)}
+    model = getattr(args, "model", None) or models.DEFAULT_RECIPE
+    for name, value in models.load_training(model).items():  # the recipe's settings, then the flags
+        if name not in names - {"model", "data_dir"}:
+            raise DigitsError(f"model spec {model}: unknown training setting {name!r}")
+        setattr(config, name, dict(config.augmentation, **value) if name == "augmentation" else value)
+    config.model = model
     for name in names:
         value = getattr(args, name, None)
         if value is not None:
             setattr(config, name, str(value) if name == "data_dir" else value)
-    if getattr(args, "elastic", None):
+    if getattr(args, "elastic", None) is not None:
         config.augmentation = dict(config.augmentation, elastic_alpha=float(args.elastic))
     return config
 

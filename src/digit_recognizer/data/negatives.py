@@ -215,6 +215,20 @@ def _maker(kind: str, data_dir):
     return makers[kind]
 
 
+def drawings(n: int, kinds=TRAIN_KINDS, seed: int = 0, data_dir=None):
+    """Yield ``n`` pairs (kind index, drawing): the non-digits before preprocessing, white ink
+    on black, uint8 (112x112, or 28x28 for a Fashion-MNIST item taken as it is). The kinds
+    take turns; the same seed gives the same drawings."""
+    rng = np.random.default_rng(seed)
+    makers = [_maker(kind, data_dir) for kind in kinds]
+    for i in range(n):
+        which = i % len(kinds)
+        drawing = None
+        while drawing is None:
+            drawing = makers[which](rng)
+        yield which, drawing
+
+
 def generate(n: int, kinds=TRAIN_KINDS, seed: int = 0, data_dir=None) -> tuple[np.ndarray, np.ndarray]:
     """``n`` non-digit images, MNIST style: (uint8 (n, 28, 28), kind index (n,) into ``kinds``).
 
@@ -239,7 +253,6 @@ def generate(n: int, kinds=TRAIN_KINDS, seed: int = 0, data_dir=None) -> tuple[n
                 x = preprocess.to_mnist(drawing)
             except DigitsError:
                 continue
-            break
-        if not isinstance(drawing, _AsIs):
             images[i] = np.round(255 * np.clip(x, 0.0, 1.0))
+            break
     return images, which
