@@ -4,6 +4,7 @@ Writes N scan-like images (MNIST test digits enlarged, dark on a light noisy pag
 every seventh with two digits), then reads the folder with, in turn:
 
     one process   digits predict DIR --json
+    one process, one BLAS thread      the same with OPENBLAS_NUM_THREADS=1 (as each Ray actor runs)
     Ray, 1 worker digits predict DIR --cluster ray --workers 1 --out T.parquet
     Ray, 2 workers                                 --workers 2
 
@@ -53,8 +54,9 @@ def make_scans(folder: Path, n: int) -> None:
         picture.save(folder / f"scan{i:05d}.png")
 
 
-def run(command: list[str]) -> tuple[float, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+def run(command: list[str], **env_extra) -> tuple[float, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+           **env_extra}
     env.pop("RAY_ADDRESS", None)  # a local Ray, whatever this shell points at
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "digit_recognizer", *command], stdout=subprocess.DEVNULL,
@@ -68,11 +70,11 @@ def run(command: list[str]) -> tuple[float, str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python benchmarks/bulk.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=10_000, help="images to read (default 10000)")
-    parser.add_argument("--rounds", type=int, default=1, help="turns of the three configurations (default 1)")
+    parser.add_argument("--rounds", type=int, default=1, help="turns of the configurations (default 1)")
     parser.add_argument("--json", metavar="PATH", help="also write the table with common.write_json")
     args = parser.parse_args(argv)
 
-    configs = {"one process": None, "Ray, 1 worker": 1, "Ray, 2 workers": 2}
+    configs = {"one process": None, "one process, one BLAS thread": 0, "Ray, 1 worker": 1, "Ray, 2 workers": 2}
     wall = {name: [] for name in configs}
     reading = {name: [] for name in configs}
     startup, driver_cpu = [], []
@@ -84,8 +86,9 @@ def main(argv=None) -> int:
         for _ in range(args.rounds):
             for name, workers in configs.items():
                 load.append(os.getloadavg()[0])
-                if workers is None:
-                    elapsed, _ = run(["predict", str(folder), "--json"])
+                if not workers:
+                    one_thread = {} if workers is None else {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+                    elapsed, _ = run(["predict", str(folder), "--json"], **one_thread)
                     reading[name].append(elapsed)
                 else:
                     out = Path(tmp) / f"ray{workers}.parquet"

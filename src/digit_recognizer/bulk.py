@@ -47,16 +47,17 @@ class Summary:
         return self.read / self.seconds if self.seconds > 0 else 0.0
 
 
-def list_inputs(patterns) -> list[Path]:
+def list_inputs(patterns) -> tuple[list[Path], list[dict]]:
     """Image files in named folders (recursively), files matching glob patterns, and files
-    named directly, each pattern's in sorted order, as ``digits predict`` lists them."""
+    named directly, each pattern's in sorted order, as ``digits predict`` lists them; and an
+    error result for each folder that could not be read."""
     paths = []
     for pattern in map(str, patterns):
         if not os.path.exists(pattern) and glob.has_magic(pattern):
             paths += sorted(Path(p) for p in glob.glob(pattern, recursive=True))
         else:
             paths.append(Path(pattern))
-    return predict.expand_paths(paths)
+    return predict._expand(paths)  # noqa: SLF001  (digits predict's own listing, errors included)
 
 
 def local_cores() -> int:
@@ -133,8 +134,8 @@ def run(inputs, out, *, model_path=None, address: str | None = None, workers: in
     rowfiles.table_format(out)
     if workers is not None and workers < 1:
         raise DigitsError("--workers must be at least 1 with --cluster ray")
-    files = list_inputs(inputs)
-    if not files:
+    files, unreadable = list_inputs(inputs)
+    if not files and not unreadable:
         raise DigitsError("no image files found in " + ", ".join(map(str, inputs)))
     out = Path(out)
     kept = []
@@ -144,6 +145,7 @@ def run(inputs, out, *, model_path=None, address: str | None = None, workers: in
         kept = rowfiles.read_rows(out)
     done = {row["path"] for row in kept}
     todo = [str(path) for path in files if str(path) not in done]
+    unreadable = [rowfiles.to_row(result) for result in unreadable if result["path"] not in done]
 
     model_file = Path(model_path) if model_path else modelfile.default_model_path()
     modelfile.load(model_path)  # a bad model file is one clear error here, before Ray starts
@@ -160,10 +162,12 @@ def run(inputs, out, *, model_path=None, address: str | None = None, workers: in
                 workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
                 errors = _read_on_ray(ray, todo, writer, model_bytes, top_k, deskew, batch_size,
                                       workers, progress)
+            writer.write(unreadable)  # last, as digits predict lists them
     finally:
         if owned:
             ray.shutdown()
-    return Summary(files=len(files), skipped=len(files) - len(todo), read=len(todo), errors=errors,
+    return Summary(files=len(files) + len(unreadable), skipped=len(files) - len(todo),
+                   read=len(todo) + len(unreadable), errors=errors + len(unreadable),
                    seconds=time.perf_counter() - begun, startup_seconds=startup, workers=workers or 0,
                    driver_cpu_seconds=time.process_time() - cpu)
 
