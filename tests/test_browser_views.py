@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from digit_recognizer import models
-from test_browser import CHROMIUM, CHROMIUM_ARGS, draw, shown_answer  # noqa: F401  (fixtures below)
+from test_browser import browser, draw, shown_answer  # noqa: F401  (browser: the same Chromium fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -30,17 +30,6 @@ def server(mnist_data_dir):
     env = {"DIGITS_DATA_DIR": os.environ.get("DIGITS_DATA_DIR", str(mnist_data_dir))}
     with serving(path, workers=1, env=env) as running:
         yield running.url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def open_page(browser, server, width=1240, height=900, expected_status=None):
