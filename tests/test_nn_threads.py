@@ -49,6 +49,8 @@ def test_threads_sets_the_policy_and_restores_it():
         with nn.threads(2):
             assert nn.get_num_threads() == 2
         assert nn.get_num_threads() == 3 and set(blas_threads()) == {1}
+        inside_parts = thread_policy.run(lambda _: blas_threads(), [slice(i, i + 1) for i in range(3)])
+        assert all(set(seen) == {1} for seen in inside_parts)  # on the pool's threads too
     assert nn.get_num_threads() == before and blas_threads() == before_blas
 
 
