@@ -172,6 +172,7 @@ def test_damaged_table_on_resume(tmp_path, capsys):
         err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_without_the_cluster_extra(tmp_path):
     """A Python without Ray gets one line naming the extra; digits predict itself still works."""
     shadow = tmp_path / "shadow" / "ray"

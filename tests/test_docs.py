@@ -25,6 +25,7 @@ def test_readme_is_short_and_starts_with_the_two_commands():
     assert ".venv/bin/activate" in readme and ".venv/bin/digits" in readme
 
 
+@pytest.mark.slow
 def test_site_builds_strict(tmp_path):
     if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings") is None:
         pytest.skip('the docs extra is not installed (pip install -e ".[docs]")')

@@ -27,6 +27,7 @@ def run(capsys, *argv):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_json_is_one_document_with_the_contract_fields(capsys, model_path, mnist_data_dir, mnist_test):
     code, out, _ = run(capsys, model_path, "--json", "--data-dir", mnist_data_dir, "--batch-size", 777)
     assert code == 0
@@ -45,6 +46,7 @@ def test_json_is_one_document_with_the_contract_fields(capsys, model_path, mnist
     assert len(result["misclassified"]) == 10_000 - np.trace(cm)
 
 
+@pytest.mark.slow
 def test_human_output_and_report_folder(capsys, model_path, mnist_data_dir, tmp_path):
     out_dir = tmp_path / "eval"
     code, out, _ = run(capsys, model_path, "--data-dir", mnist_data_dir, "--out", out_dir)
@@ -58,6 +60,7 @@ def test_human_output_and_report_folder(capsys, model_path, mnist_data_dir, tmp_
     assert "data:image/png;base64," in (out_dir / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_default_model_is_the_shipped_one(capsys, model_path, mnist_data_dir, monkeypatch):
     monkeypatch.setattr(modelfile, "default_model_path", lambda: model_path)
     code, out, _ = run(capsys, "--json", "--data-dir", mnist_data_dir)
@@ -76,6 +79,7 @@ def test_user_mistakes_are_one_line_errors(capsys, model_path, tmp_path, argv, m
     assert err.startswith("digits: error:") and message in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_unwritable_out_dir_is_a_clean_error(capsys, model_path, mnist_data_dir, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -32,6 +32,7 @@ def seven(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_writes_the_figure_and_names_the_prediction(capsys, model_path, seven, tmp_path):
     out = tmp_path / "figures" / "seven-explained.png"
     assert cli.main(["explain", str(seven), "--model", str(model_path), "--out", str(out)]) == 0
@@ -45,6 +46,7 @@ def test_writes_the_figure_and_names_the_prediction(capsys, model_path, seven, t
     assert stdout.startswith(f"{seven}: {predicted} (") and f"figure: {out}" in stdout
 
 
+@pytest.mark.slow
 def test_saliency_of_the_real_pipeline_matches_finite_differences(model_path, seven):
     model = modelfile.load(model_path)
     model.net.astype(np.float64)

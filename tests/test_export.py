@@ -71,6 +71,7 @@ def _assert_agrees(model, proto, x):
 
 
 @pytest.mark.parametrize("name", ["mlp", "lenet5", "cnn"])
+@pytest.mark.slow
 def test_architectures_agree_with_engine_on_real_mnist(name, mnist_test):
     model = _random_model(models.ARCHITECTURES[name])
     x, _ = _images(mnist_test)
@@ -96,6 +97,7 @@ def shipped_model():
     return modelfile.load(path)
 
 
+@pytest.mark.slow
 def test_shipped_model_agrees_and_is_accurate(shipped_model, mnist_test, tmp_path):
     model = shipped_model
     out = tmp_path / "model.onnx"

@@ -158,6 +158,7 @@ def test_commands_refuse_bad_metadata_in_one_line(model_file, capsys, seven, com
     assert err == f"digits: error: {bad} has invalid metadata: mean must be a number (got \"abc\")\n"
 
 
+@pytest.mark.slow
 def test_serve_refuses_bad_metadata_before_it_starts(model_file):
     pytest.importorskip("fastapi")
     from digit_recognizer.serve.process import serving
@@ -211,6 +212,7 @@ def test_a_full_disk_while_training_is_one_line_naming_the_file(mnist_data_dir, 
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+@pytest.mark.slow
 def test_a_file_size_limit_while_training_is_one_line(mnist_data_dir, tmp_path):
     import resource
     import subprocess
@@ -239,6 +241,7 @@ def _killed_before_the_first_epoch(mnist_data_dir, run: Path) -> None:
     (run / ".last.safetensors.123.tmp").write_bytes(b"half a checkpoint")
 
 
+@pytest.mark.slow
 def test_resume_starts_over_a_run_killed_before_its_first_epoch(mnist_data_dir, tmp_path, capsys):
     run = tmp_path / "run"
     _killed_before_the_first_epoch(mnist_data_dir, run)
@@ -248,6 +251,7 @@ def test_resume_starts_over_a_run_killed_before_its_first_epoch(mnist_data_dir, 
     assert (run / "model.safetensors").is_file() and not list(run.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_out_reuses_a_folder_whose_run_never_finished_an_epoch(mnist_data_dir, tmp_path, capsys):
     run = tmp_path / "run"
     _killed_before_the_first_epoch(mnist_data_dir, run)

@@ -118,6 +118,7 @@ def test_folders_are_walked_for_image_files_only(tmp_path):
 # --------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_cli_reports_every_hostile_input_and_predicts_the_rest(model_file, tmp_path):
     files = {}
     for name, (data, _) in HOSTILE.items():
@@ -179,6 +180,7 @@ def test_cli_errors_are_one_line(model_file, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flag", ["--image_path", "--image-path"])
+@pytest.mark.slow
 def test_classic_inference_script(model_file, tmp_path, flag):
     drawn("9").save(tmp_path / "nine.png")
     done = subprocess.run([sys.executable, str(ROOT / "src" / "inference.py"), flag, str(tmp_path / "nine.png"),
@@ -195,6 +197,7 @@ def test_classic_inference_script(model_file, tmp_path, flag):
 # --------------------------------------------------------------------------- the shipped model
 
 
+@pytest.mark.slow
 def test_shipped_model_reads_printed_digits_and_numbers(shipped):
     for text in "0123456789":
         assert predict.predict_image(shipped, drawn(text))["digit"] == int(text)
@@ -216,6 +219,7 @@ def test_several_lines_are_reported_as_lines(shipped, tmp_path, capsys):
     assert reading["lines"] == ["25", "8"]
 
 
+@pytest.mark.slow
 def test_shipped_model_on_realistic_images(shipped, mnist_test, tmp_path):
     sys.path.insert(0, str(ROOT / "tests" / "realworld"))
     import generate

@@ -68,6 +68,7 @@ def run_dir(tmp_path_factory, evaluated):
     return folder, written
 
 
+@pytest.mark.slow
 def test_writes_every_artifact(run_dir, evaluated):
     folder, written = run_dir
     metrics = evaluated[3]
@@ -86,6 +87,7 @@ def test_writes_every_artifact(run_dir, evaluated):
     assert "digits train --epochs 2" in page
 
 
+@pytest.mark.slow
 def test_report_html_is_self_contained(run_dir):
     page = (run_dir[0] / "report.html").read_text()
     parser = ResourceCollector()
@@ -102,6 +104,7 @@ def test_report_html_is_self_contained(run_dir):
     assert "@import" not in lowered
 
 
+@pytest.mark.slow
 def test_perfect_model_without_history(tmp_path):
     images = np.zeros((10, 28, 28), np.uint8)
     images[:, 0, 0] = np.arange(10)
@@ -147,6 +150,7 @@ def test_architecture_rows_give_shapes_and_parameter_counts():
     assert "7,898 trainable parameters in 6 layers" in html_page
 
 
+@pytest.mark.slow
 def test_training_report_leads_with_its_curves_and_folds_the_settings(tmp_path, evaluated):
     model, images, labels, metrics = evaluated
     settings = {"epochs": 4, "augment": False, "augmentation": {"rotation": 10.0, "shift": 2.0}}

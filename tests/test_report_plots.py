@@ -24,6 +24,7 @@ def test_colour_maps_keep_a_monotonic_lightness():
     assert plotting.TRAIN_STYLE["marker"] != plotting.VAL_STYLE["marker"]
 
 
+@pytest.mark.slow
 def test_style_is_scoped_and_pyplot_never_loaded():
     before = dict(mpl.rcParams)
     with plotting.style():

@@ -70,6 +70,7 @@ def test_sweeps_measure_every_level(tmp_path, mnist_test):
     assert result == robustness.sweeps(model, images[:50], labels[:50], levels)  # seeded: repeatable
 
 
+@pytest.mark.slow
 def test_evaluate_sweeps_json_and_report(tmp_path, mnist_data_dir, capsys):
     path = _tiny_model(tmp_path)
     code = cli.main(["evaluate", str(path), "--data-dir", str(mnist_data_dir), "--json", "--sweeps",

@@ -238,6 +238,7 @@ json_values = st.recursive(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=st.one_of(json_values, st.fixed_dictionaries({"pixels": json_values})))
+@pytest.mark.slow
 def test_fuzz_json_never_500(client, document):
     response = client.post("/api/predict", content=json.dumps(document), headers={"content-type": "application/json"})
     assert response.status_code in (200, 422), response.text
@@ -247,6 +248,7 @@ def test_fuzz_json_never_500(client, document):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=st.binary(max_size=2048) | st.binary(max_size=64).map(lambda b: _png(_drawn_seven(28))[:40] + b),
        kind=st.sampled_from(["image/png", "application/octet-stream", "text/plain", "image/jpeg"]))
+@pytest.mark.slow
 def test_fuzz_uploads_never_500(client, content, kind):
     response = _post_file(client, content, kind=kind)
     assert response.status_code in (200, 422), response.text
@@ -303,6 +305,7 @@ def _dying_task(model, source, top_k):
     return {"pid": os.getpid()}
 
 
+@pytest.mark.slow
 def test_worker_processes_answer_side_by_side(model):
     predictor = inference.Predictor(model, workers=2, task=_sleepy_task)
     try:
@@ -321,6 +324,7 @@ def test_worker_processes_answer_side_by_side(model):
     assert all(a["classes"] == 10 for a in answers)  # each worker holds the model
 
 
+@pytest.mark.slow
 def test_a_dead_worker_is_replaced(model):
     predictor = inference.Predictor(model, workers=1, task=_dying_task)
     try:
@@ -357,6 +361,7 @@ def test_concurrent_requests_get_their_own_answers(model, mnist_test):
 
 # ---------------------------------------------------------------- the real server and the CLI
 
+@pytest.mark.slow
 def test_digits_serve_over_a_real_socket(model_path):
     with serving(model_path, workers=2) as server:
         with httpx.Client(base_url=server.url, timeout=10) as http:
@@ -381,6 +386,7 @@ def test_digits_serve_over_a_real_socket(model_path):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.slow
 def test_digits_serve_answers_concurrent_clients_like_the_app_in_process(model, model_path, mnist_test, workers):
     images = mnist_test[0][:40]
     with TestClient(create_app(model)) as alone:
@@ -396,6 +402,7 @@ def test_digits_serve_answers_concurrent_clients_like_the_app_in_process(model, 
     assert [a.json() for a in answers] == expected
 
 
+@pytest.mark.slow
 def test_digits_serve_with_a_bad_model_file(tmp_path):
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x80\x04 a pickle")

@@ -242,6 +242,7 @@ def test_headers_sent_too_slowly_get_408_and_the_connection_closed(small_app):
         assert answer.startswith(b"HTTP/1.1 200")
 
 
+@pytest.mark.slow
 def test_digits_serve_limits_request_headers(model_path):
     with serving(model_path, workers=0) as server:
         host, port = server.url.removeprefix("http://").rsplit(":", 1)

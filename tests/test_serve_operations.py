@@ -90,6 +90,7 @@ def test_metrics_count_requests_predictions_and_errors(model):
     assert moved("digits_prediction_errors_total") == 1
 
 
+@pytest.mark.slow
 def test_readiness_and_worker_restarts(model):
     """Ready once the workers are up; not ready with a worker dead; the next request
     replaces the pool, which /metrics counts, and the server is ready again."""
@@ -175,6 +176,7 @@ def _wait_refused(url: str, deadline: float) -> None:
 
 
 @pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.slow
 def test_sigterm_finishes_the_request_in_flight(model_path, workers):
     """SIGTERM while a request is in flight: the server stops accepting connections but
     answers that request, then exits. The key comes from DIGITS_API_KEY."""

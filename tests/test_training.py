@@ -76,6 +76,7 @@ def _assert_same_weights(a, b):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+@pytest.mark.slow
 def test_short_real_training_leaves_a_complete_run_dir(mnist_data_dir, tmp_path):
     config = TrainConfig(model="lenet5", epochs=2, limit=3000, batch_size=32, learning_rate=3e-3,
                          data_dir=str(mnist_data_dir))
@@ -92,6 +93,7 @@ def test_short_real_training_leaves_a_complete_run_dir(mnist_data_dir, tmp_path)
     assert model.metadata["training"]["limit"] == 3000
 
 
+@pytest.mark.slow
 def test_kill_and_resume_ends_with_the_uninterrupted_weights(mnist_data_dir, small_spec, tmp_path):
     flags = ["--model", small_spec, "--epochs", 3, "--limit", 4000, "--batch-size", 32,
              "--data-dir", mnist_data_dir, "--quiet"]
@@ -139,6 +141,7 @@ def few(mnist_train):
     return images[:1500], labels[:1500], images[1500:1800], labels[1500:1800]
 
 
+@pytest.mark.slow
 def test_same_seed_same_history_and_weights(few):
     x, y, xv, yv = few
     runs = []
@@ -152,6 +155,7 @@ def test_same_seed_same_history_and_weights(few):
     assert runs[0][0] != runs[2][0]
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(few, tmp_path):
     x, y, xv, yv = few
     steps = len(x) // 64
@@ -167,6 +171,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(few, 
     assert all(np.isfinite(v).all() for v in tensors.values())
 
 
+@pytest.mark.slow
 def test_cli_refuses_bad_settings_in_one_line(tmp_path):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("keep me")
@@ -200,6 +205,7 @@ def test_classic_train_script_accepts_both_flag_spellings():
         assert (args.epochs, args.batch_size, args.learning_rate, args.val_size, args.augment) == (20, 64, 0.001, 100, False)
 
 
+@pytest.mark.slow
 def test_classic_train_script_trains(mnist_data_dir, tmp_path):
     out = tmp_path / "classic"
     result = subprocess.run(
@@ -221,6 +227,7 @@ def test_classic_train_script_reports_errors_in_one_line(tmp_path):
     assert result.stderr.startswith("python src/train.py: error: --batch-size must be at least 1")
 
 
+@pytest.mark.slow
 def test_training_with_negatives_learns_a_not_a_digit_class_and_a_temperature(mnist_data_dir, tmp_path):
     config = TrainConfig(model="lenet5", epochs=1, limit=2000, negatives=300, batch_size=32,
                          data_dir=str(mnist_data_dir))
