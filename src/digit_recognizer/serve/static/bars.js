@@ -13,6 +13,9 @@ export function fillBars(list, labels, probabilities, top) {
   if (list.children.length !== labels.length ||
       [...list.children].some((li, i) => li.querySelector(".label").textContent !== labels[i])) {
     list.replaceChildren(...labels.map(barItem));
+    // one label column for all rows, as wide as the longest label ("not a digit" included)
+    const longest = Math.max(...labels.map((label) => String(label).length));
+    list.style.setProperty("--label-width", `${Math.max(1.5, 0.5 * longest + 0.3)}rem`);
   }
   for (let i = 0; i < labels.length; i++) {
     const p = probabilities ? probabilities[i] : 0;

@@ -63,7 +63,8 @@ function drawVector(canvas, values, labels) {
     ctx.fillStyle = "#3b4252";
     ctx.font = "12px system-ui, sans-serif";
     ctx.textAlign = "center";
-    labels.forEach((label, i) => ctx.fillText(label, (i + 0.5) * step, height - 4));
+    // a long class name ("not a digit") would run into its neighbours: a cross stands for it
+    labels.forEach((label, i) => ctx.fillText(label.length > 2 ? "\u2717" : label, (i + 0.5) * step, height - 4));
   }
 }
 
