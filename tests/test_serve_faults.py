@@ -28,6 +28,8 @@ from digit_recognizer.serve.process import serving  # noqa: E402
 # its start-up message to after it has loaded the model.
 KILL_MOMENTS = (0.0, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
 PIXELS = np.zeros((28, 28), np.float32)
+SEVEN = np.zeros((28, 28), np.float32)
+SEVEN[5:8, 8:20] = SEVEN[8:23, 15:18] = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +113,34 @@ def test_a_replacement_worker_killed_while_it_starts_never_wedges_the_predictor(
         closing.join(30)
         assert not closing.is_alive(), "close() hangs"
     assert not _workers(os.getpid())
+
+
+@pytest.mark.slow
+def test_requests_queued_when_a_worker_is_killed_are_all_answered(model_path):
+    """A worker killed with requests queued: every one of them is answered (by the next
+    pool), none fails or is cancelled."""
+    predictor = inference.Predictor(modelfile.load(model_path), workers=2)
+    outcomes = []
+
+    async def one():
+        try:
+            outcomes.append("digit" in json.loads(await predictor(SEVEN, 3)))
+        except BaseException as error:  # noqa: BLE001 - a cancellation is the failure looked for
+            outcomes.append(repr(error))
+
+    async def rounds():
+        for _ in range(6):
+            requests = [asyncio.create_task(one()) for _ in range(40)]
+            await asyncio.sleep(0.05)  # some answered, the rest queued
+            os.kill(sorted(_workers(os.getpid()))[0], signal.SIGKILL)
+            await asyncio.wait_for(asyncio.gather(*requests), 120)
+
+    try:
+        predictor.start()
+        asyncio.run(rounds())
+    finally:
+        predictor.close()
+    assert outcomes == [True] * 240, [o for o in outcomes if o is not True][:3]
 
 
 @pytest.mark.slow

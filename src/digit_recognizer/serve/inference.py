@@ -109,17 +109,34 @@ def _alive(executor: Executor, size: int) -> bool:
             and all(process.is_alive() for process in processes))
 
 
-def _stop(executor: Executor, grace: float = 0.0) -> None:
+def _stop(executor: Executor, grace: float = 0.0, cancel: bool = False) -> None:
     """Stop a process pool in any state without waiting on it: its workers get ``grace``
-    seconds to finish what they run, then are killed."""
+    seconds to finish what they run, then are killed. Its queued requests are cancelled
+    (``cancel``) or, once the pool finds itself broken, fail with BrokenProcessPool, which
+    sends them to the next pool."""
     processes = _processes(executor)
-    executor.shutdown(wait=False, cancel_futures=True)
+    executor.shutdown(wait=False, cancel_futures=cancel)
     deadline = time.monotonic() + grace
     for process in processes:
         process.join(max(0.0, deadline - time.monotonic()))
         if process.is_alive():
             process.kill()
             process.join(5)
+
+
+async def _in_pool(executor: Executor, task: Callable, source, top_k: int) -> bytes:
+    """Run one request in a process pool. A pool that is broken, shut down, or stopped with
+    this request still queued raises BrokenProcessPool: the caller tries the next pool."""
+    try:
+        future = executor.submit(_answer_in_worker, task, source, top_k)
+    except RuntimeError:  # shut down meanwhile (replaced by another request or the watcher)
+        raise BrokenProcessPool("the worker pool was shut down") from None
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        if future.cancelled() and not asyncio.current_task().cancelling():  # the pool's doing, not the caller's
+            raise BrokenProcessPool("the worker pool was stopped") from None
+        raise
 
 
 class Predictor:
@@ -232,14 +249,14 @@ class Predictor:
         if self.workers == 0:
             return await loop.run_in_executor(executor, _answer, task, self.model, source, top_k)
         try:
-            return await loop.run_in_executor(executor, _answer_in_worker, task, source, top_k)
-        except (BrokenProcessPool, RuntimeError):  # RuntimeError: submitted to a pool shut down meanwhile
+            return await _in_pool(executor, task, source, top_k)
+        except BrokenProcessPool:
             pass
         # A worker died (killed, out of memory): start a fresh pool and try once more.
         executor = await asyncio.to_thread(self.start, executor)
         try:
-            return await loop.run_in_executor(executor, _answer_in_worker, task, source, top_k)
-        except (BrokenProcessPool, RuntimeError):
+            return await _in_pool(executor, task, source, top_k)
+        except BrokenProcessPool:
             raise DigitsError("the prediction worker stopped while reading this image") from None
 
     def close(self, grace: float = 10.0) -> None:
@@ -250,7 +267,7 @@ class Predictor:
         with self._lock:  # held at most 0.1 s more by a start, now that closing is set
             executor, self._executor = self._executor, None
         if isinstance(executor, ProcessPoolExecutor):
-            _stop(executor, grace)
+            _stop(executor, grace, cancel=True)
         elif executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
         if self._watcher is not None and self._watcher is not threading.current_thread():

@@ -255,7 +255,7 @@ def add_routes(app, session: TrainingSession, error_model: type[BaseModel]) -> N
     tags = ["watch it learn"]
 
     @app.post("/api/train", tags=tags, summary="Start training a network on an MNIST subset", status_code=202,
-                 response_model=TrainingState, responses=errors)
+                 response_model=TrainingState, responses={400: {"model": error_model}, **errors})  # 400: a body not JSON
     async def start(settings: TrainRequest):
         return await session.start(settings)
 
