@@ -26,6 +26,14 @@ def test_readme_is_short_and_starts_with_the_two_commands():
 
 
 @pytest.mark.slow
+def test_readme_gives_the_shipped_models_accuracy():
+    from digit_recognizer import modelfile
+
+    accuracy = modelfile.load().metadata["metrics"]["accuracy"]
+    shipped_row = next(line for line in (ROOT / "README.md").read_text().splitlines() if "**shipped**" in line)
+    assert f"**{100 * accuracy:.2f}%**" in shipped_row
+
+
 def test_site_builds_strict(tmp_path):
     if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings") is None:
         pytest.skip('the docs extra is not installed (pip install -e ".[docs]")')
