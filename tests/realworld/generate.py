@@ -217,11 +217,17 @@ def photo(ink: np.ndarray, rng, size=(480, 640), on_table=False) -> bytes:
     if rng.random() < 0.3:  # the shadow of the phone across part of the sheet
         edge = rng.uniform(0.2, 0.8) * w + (yy - h / 2) * rng.uniform(-0.5, 0.5)
         rgb *= np.where(xx[..., None] < edge[..., None], rng.uniform(0.6, 0.85), 1.0)
-    rgb += rng.normal(0, rng.uniform(0.005, 0.03), rgb.shape)
+    return camera(rgb, rng, noise=(0.005, 0.03), blur=1.8, quality=(25, 90))
+
+
+def camera(rgb: np.ndarray, rng, noise, blur, quality) -> bytes:
+    """What the phone adds to a lit scene (float RGB in [0, 1]): sensor noise of a standard
+    deviation in ``noise``, a blur up to ``blur`` px, JPEG quality in ``quality``: file bytes."""
+    rgb = rgb + rng.normal(0, rng.uniform(*noise), rgb.shape)
     image = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8), "RGB")
-    image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.8)))
+    image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, blur)))
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=int(rng.integers(25, 90)))
+    image.save(buffer, "JPEG", quality=int(rng.integers(*quality)))
     return buffer.getvalue()
 
 
@@ -361,12 +367,7 @@ def page(ink: np.ndarray, rng, *, paper: str = "plain", hard_light: bool = False
         image = image.rotate(rng.uniform(-8, 8), Image.Resampling.BILINEAR, fillcolor=tuple(
             int(255 * v) for v in np.clip(paper_rgb, 0, 1)))
     rgb = np.asarray(image, np.float32) / 255 * lighting((h, w), rng, hard_light)[..., None]
-    rgb += rng.normal(0, rng.uniform(0.005, 0.025), rgb.shape)
-    image = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8), "RGB")
-    image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.5)))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=int(rng.integers(35, 92)))
-    return buffer.getvalue()
+    return camera(rgb, rng, noise=(0.005, 0.025), blur=1.5, quality=(35, 92))
 
 
 def tiny(digit: np.ndarray, rng):
