@@ -27,6 +27,7 @@ BACKGROUND_GRID = 160
 # small image; in a photo strokes are thinner, and a narrower window follows the light
 # better (the tip of a shadow's wedge, the darkening towards a corner).
 BACKGROUND_WINDOW = {"even": 0.3, "photo": 0.12}
+STROKE_WINDOWS = 2.5  # a photo's window is at least this many stroke widths
 # A sheet lying on a table fills at least this share of the smallest rectangle around it.
 SHEET_FILL = 0.85
 # In a photo, polarity is judged from strokes narrower than this fraction of the short side
@@ -169,18 +170,35 @@ def estimate_background(x: np.ndarray, even: bool = True) -> np.ndarray:
     low = int(coarse.min())
     if low == coarse.max():
         return np.full((h, w), low, np.uint8)  # evenly lit (a canvas, a scan)
-    size = max(3, int(BACKGROUND_WINDOW["even" if even else "photo"] * min(coarse.shape)) | 1)
-    # Beyond the edges, the light is continued by point reflection (f(-d) = 2 f(0) - f(d)):
-    # a ramp goes on as a ramp, so the opening does not flatten the darkening towards a
-    # corner (replicating the edge would make it a peak, and cut it off as if it were ink).
-    r = size // 2
-    padded = np.pad(coarse.astype(np.float32), r, mode="reflect", reflect_type="odd")
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
-    opened = cv2.morphologyEx(padded, cv2.MORPH_OPEN, kernel)[r:-r, r:-r]
+    size = max(3, int(BACKGROUND_WINDOW["even"] * min(coarse.shape)) | 1)
+    opened = _opening(coarse, size)
+    if not even:
+        # A photo: the narrowest window wider than STROKE_WINDOWS strokes, the strokes'
+        # width measured on what the widest window calls ink (a stroke of width s has a
+        # mean distance to its edge of about s / 4).
+        residual = cv2.subtract(coarse, opened)
+        strokes = residual > otsu_threshold(cv2.calcHist([residual], [0], None, [256], [0, 256]).ravel()) * 255
+        if strokes.any():
+            depth = cv2.distanceTransform(strokes.view(np.uint8), cv2.DIST_L2, 3)
+            width = 4 * float(depth[strokes].mean())
+            narrow = max(3, int(max(STROKE_WINDOWS * width, BACKGROUND_WINDOW["photo"] * min(coarse.shape))) | 1)
+            if narrow < size:
+                opened = _opening(coarse, narrow)
     coarse = np.clip(opened, 0, 255).astype(np.uint8)
     if k > 1:
         coarse = cv2.dilate(coarse, np.ones((3, 3), np.uint8))
     return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _opening(coarse: np.ndarray, size: int) -> np.ndarray:
+    """Grey opening of ``coarse`` by a size x size square (float32). Beyond the edges, the
+    light is continued by point reflection (f(-d) = 2 f(0) - f(d)): a ramp goes on as a
+    ramp, so the opening does not flatten the darkening towards a corner (replicating the
+    edge would make it a peak, and cut it off as if it were ink)."""
+    r = size // 2
+    padded = np.pad(coarse.astype(np.float32), r, mode="reflect", reflect_type="odd")
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
+    return cv2.morphologyEx(padded, cv2.MORPH_OPEN, kernel)[r:-r, r:-r]
 
 
 def ink_map(x: np.ndarray, inverted: bool = True, even: bool = True):
