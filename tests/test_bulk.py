@@ -189,3 +189,16 @@ def test_without_the_cluster_extra(tmp_path):
     assert 'pip install -e ".[cluster]"' in result.stderr
     plain = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert plain.stderr.strip() == f"digits: error: {image}: no digit found"
+
+
+def test_unreadable_folders_are_rows(tmp_path, monkeypatch, capsys):
+    """A folder that cannot be listed is an error row, last, as in digits predict's list (here
+    the only input, so Ray is not even started)."""
+    from digit_recognizer import predict
+
+    error = {"path": str(tmp_path / "locked"), "error": "cannot read this folder: Permission denied"}
+    monkeypatch.setattr(predict, "_expand", lambda paths: ([], [dict(error)]))
+    out = tmp_path / "t.jsonl"
+    assert main(["predict", str(tmp_path / "locked"), "--cluster", "ray", "--out", str(out)]) == 1
+    assert rowfiles.read_rows(out) == [rowfiles.to_row(error)]
+    assert "1 could not be read" in capsys.readouterr().err
