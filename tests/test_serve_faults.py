@@ -26,7 +26,7 @@ from digit_recognizer.serve.process import serving  # noqa: E402
 
 # Moments after a replacement worker appears at which it is killed: from before it has read
 # its start-up message to after it has loaded the model.
-KILL_MOMENTS = (0.0, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
+KILL_MOMENTS = (0.0, 0.005, 0.02, 0.08, 0.3, 1.0)
 PIXELS = np.zeros((28, 28), np.float32)
 SEVEN = np.zeros((28, 28), np.float32)
 SEVEN[5:8, 8:20] = SEVEN[8:23, 15:18] = 1.0
@@ -129,7 +129,7 @@ def test_requests_queued_when_a_worker_is_killed_are_all_answered(model_path):
             outcomes.append(repr(error))
 
     async def rounds():
-        for _ in range(6):
+        for _ in range(4):
             requests = [asyncio.create_task(one()) for _ in range(40)]
             await asyncio.sleep(0.05)  # some answered, the rest queued
             os.kill(sorted(_workers(os.getpid()))[0], signal.SIGKILL)
@@ -140,11 +140,11 @@ def test_requests_queued_when_a_worker_is_killed_are_all_answered(model_path):
         asyncio.run(rounds())
     finally:
         predictor.close()
-    assert outcomes == [True] * 240, [o for o in outcomes if o is not True][:3]
+    assert outcomes == [True] * 160, [o for o in outcomes if o is not True][:3]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("moment", [0.0, 0.01, 0.05])
+@pytest.mark.parametrize("moment", [0.0, 0.05])
 def test_the_server_recovers_from_a_replacement_killed_while_it_starts_and_stops_on_sigterm(model_path, moment):
     with serving(model_path, workers=1) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         deadline = time.monotonic() + 60
