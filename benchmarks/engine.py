@@ -230,8 +230,9 @@ def main():
         if info["user_api"] == "blas":
             print(f"  BLAS: {info['internal_api']} {info.get('version')} {info.get('architecture')} "
                   f"({info['filepath'].rsplit('/', 1)[-1]}), {info['num_threads']} threads")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{ARGS.reps} interleaved repetitions of ~{ARGS.seconds}s each; medians, [min-max]; "
-          "ratio = engine images/s / torch images/s\n")
+          f"ratio = engine images/s / torch images/s; load average {load:.1f} on {os.cpu_count()} cores\n")
 
     header = (f"{'network':8} {'mode':6} {'fast img/s':>20} {'reference img/s':>20} {'torch img/s':>20} "
               f"{'fast ratio':>10} {'ref ratio':>9} {'fast GFLOP/s':>12}")
@@ -277,6 +278,8 @@ def main():
                    notes=(f"batch {batch}, {ARGS.threads} threads (nn.threads for the engine, "
                           "torch.set_num_threads); medians of interleaved turns; ratios above 1 "
                           "mean the engine is faster. The reference path runs on one thread. "
+                          f"Load average {load:.1f} on {os.cpu_count()} cores when the run started "
+                          "(threads that wait for each other stall on a busy machine). "
                           f"Peak memory of a fast training step at batch {ARGS.memory_batch}: "
                           + ", ".join(memory) + "."))
 
