@@ -21,7 +21,7 @@ MIN_CONTRAST = 0.08           # weakest ink (fraction of full scale) that still 
 # The background is estimated on a grid of block minima this many cells on the short
 # side: fine enough that a shadow's edge is placed within a few pixels, coarse enough
 # that the opening costs a fraction of a millisecond.
-BACKGROUND_GRID = 160
+BACKGROUND_GRID = 80
 # Opening window, as a fraction of the short side: wider than any stroke. On an evenly
 # coloured ground (a canvas, a scan) a marker's stroke can be 16 % of the side, or more on a
 # small image; in a photo strokes are thinner, and a narrower window follows the light
