@@ -215,9 +215,9 @@ def main(argv=None) -> int:
         print(f"did not reach {100 * args.target:.1f}% (last {100 * final:.2f}%); peak RSS {round(peak_rss_mb)} MB")
     rows = [["this engine", reached["train_seconds"] if reached else None,
              reached["epoch"] if reached else None, round(100 * final, 2)]]
-    notes = (f"{args.model}, batch {args.batch_size}, {args.optimizer} lr {args.learning_rate} one-cycle over "
+    notes = (f"{os.path.relpath(args.model, ROOT)}, batch {args.batch_size}, {args.optimizer} lr {args.learning_rate} one-cycle over "
              f"{args.epochs} epochs, augmentation {'on' if args.augment else 'off'}, seed {args.seed}, "
-             f"{nn.get_num_threads()} threads; the clock stops while the test set is measured every "
+             f"{nn.get_num_threads()} thread(s) each; the clock stops while the test set is measured every "
              f"{args.every} epochs; peak RSS {round(peak_rss_mb)} MB")
     if args.compare_torch:
         import torch
