@@ -85,6 +85,8 @@ class Extraction:
         log_top = np.log(np.maximum(top, 1e-12))
 
         def score(k, option, guess):
+            if len(option) == 0:
+                return -np.inf  # a cut that left no piece to read
             if k > 0 and top[option].min() < (SPLIT_EXPECTED if k == guess else SPLIT_SURE):
                 return -np.inf  # a digit cut cleanly out of a pair is recognised surely
             return log_top[option].sum() + abs(k - guess) * np.log(SPLIT_PRIOR)
