@@ -88,7 +88,8 @@ class RequestMetrics:
         for route in self.routes:
             match, _ = route.matches(scope)
             if match != Match.NONE:  # PARTIAL: the path matched, the method did not (405)
-                return route.path
+                # included routers and other route kinds may carry no template of their own
+                return getattr(route, "path", None) or "other"
         return "other"
 
     async def __call__(self, scope, receive, send):
