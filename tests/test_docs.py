@@ -318,3 +318,11 @@ def test_training_page_python_runs(mnist_data_dir, capsys):
     assert namespace["probabilities"].shape[0] == 8 and namespace["predicted"].shape == (8,)
     assert (namespace["predicted"] == namespace["labels"][:8]).mean() >= 0.75  # the shipped model reads MNIST
     assert capsys.readouterr().out.startswith("['")
+
+
+def test_readme_line_count_of_the_reference_engine_is_current():
+    engine = [p for p in sorted((ROOT / "src/digit_recognizer/nn").glob("*.py")) if p.name != "thread_policy.py"]
+    lines = sum(len(p.read_text().splitlines()) for p in engine)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"{lines:,} lines" in readme
+    assert f"{lines:,} lines" in " ".join((ROOT / "docs/engine.md").read_text().split())
