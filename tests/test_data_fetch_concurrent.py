@@ -7,6 +7,8 @@ import sys
 import threading
 from dataclasses import replace
 
+import pytest
+
 from digit_recognizer import data
 from digit_recognizer.data import fetching
 from test_data_fetch import _assert_cache_holds_only_good_files, mirror_for  # noqa: F401 (a fixture)
@@ -50,6 +52,7 @@ def test_concurrent_fetches_on_a_corrupt_cache(tiny_dataset, mirror_for, tmp_pat
     _assert_cache_holds_only_good_files(folder, dataset)
 
 
+@pytest.mark.slow
 def test_fetches_in_other_processes_wait_for_the_lock(tiny_dataset, tmp_path):
     dataset, source = tiny_dataset()
     cache = tmp_path / "cache"

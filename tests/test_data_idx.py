@@ -148,6 +148,7 @@ def test_cli_refuses_gz_that_is_not_gzip(tiny_dataset, tmp_path, monkeypatch, ca
     assert "train-labels-idx1-ubyte.gz: not a gzip file" in line
 
 
+@pytest.mark.slow
 def test_installed_command_prints_no_traceback(tmp_path):
     """The real console entry point, in a fresh process: a folder without the files."""
     result = subprocess.run([sys.executable, "-m", "digit_recognizer", "data", "fetch", "--data-dir",

@@ -34,6 +34,7 @@ def test_readme_gives_the_shipped_models_accuracy():
     assert f"**{100 * accuracy:.2f}%**" in shipped_row
 
 
+@pytest.mark.slow
 def test_site_builds_strict(tmp_path):
     if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings") is None:
         pytest.skip('the docs extra is not installed (pip install -e ".[docs]")')

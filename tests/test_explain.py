@@ -47,6 +47,7 @@ def class_score(net, images01, c):
     return explain.logits(net, x)[:, c]
 
 
+@pytest.mark.slow
 def test_saliency_matches_central_differences():
     net = small_cnn().astype(np.float64)
     image = digit_like_image().astype(np.float64)
@@ -91,6 +92,7 @@ def test_trailing_softmax_is_ignored_for_the_score():
     np.testing.assert_array_equal(explain.input_gradient(net, x, 4)[1], explain.input_gradient(with_softmax, x, 4)[1])
 
 
+@pytest.mark.slow
 def test_first_layer_activations_and_figure(tmp_path):
     net = small_cnn()
     out = explain.explain(TinyModel(net), digit_like_image())

@@ -24,6 +24,7 @@ def _one_line_error(result):
     return lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, args", [("train.py", ["--epochs", "1"]),
                                           ("inference.py", ["--image_path", "seven.png"])])
 def test_classic_entry_points_with_a_bare_python(script, args):
@@ -43,6 +44,7 @@ def _shadow(tmp_path, module):
     return {"PYTHONPATH": os.pathsep.join([str(tmp_path / "shadow"), str(ROOT / "src")])}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module, args, extra", [
     ("onnx", ["-m", "digit_recognizer", "export", "--format", "onnx", "--out", "{tmp}/m.onnx"], "export"),
     ("uvicorn", ["-m", "digit_recognizer", "serve", "--port", "0"], "serve"),
@@ -54,6 +56,7 @@ def test_every_extra_hint_is_a_clone_install(tmp_path, module, args, extra):
     assert f'pip install -e ".[{extra}]"' in line
 
 
+@pytest.mark.slow
 def test_peak_rss_help_and_errors(tmp_path):
     shown = _run([sys.executable, "benchmarks/peak_rss.py", "--help"])
     assert shown.returncode == 0 and "usage: python benchmarks/peak_rss.py" in shown.stdout
@@ -61,6 +64,7 @@ def test_peak_rss_help_and_errors(tmp_path):
         "peak_rss.py: error: no such command: no-such-command-x"
 
 
+@pytest.mark.slow
 def test_peak_rss_measures_a_command_and_writes_its_table(tmp_path):
     out = tmp_path / "peak.json"
     grow = "b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096])"  # touch 200 MiB

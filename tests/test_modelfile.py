@@ -137,6 +137,7 @@ def test_every_bad_file_is_refused_by_the_cli_in_one_line(saved, tmp_path, capsy
         assert len(err.strip().splitlines()) == 1, (case, err)
 
 
+@pytest.mark.slow
 def test_a_renamed_pickle_fails_cleanly_in_a_real_process(tmp_path):
     import subprocess
     import sys

@@ -115,6 +115,7 @@ def test_mse_gradient():
     assert rel_error(grad, numeric_grad(lambda: nn.mse_loss(pred, target)[0], pred)) < TOL
 
 
+@pytest.mark.slow
 def test_whole_network_gradients(engine_path):
     """A small CNN end to end: conv (stride, padding) -> BN -> pool -> conv -> MLP head -> CE loss."""
     # BatchNorm follows the activations here: straight after a bias it would make that bias's
@@ -168,5 +169,6 @@ def test_layer_gradients_split_over_threads(split_everything, layer, shape):
     check_layer(layer, shape)
 
 
+@pytest.mark.slow
 def test_whole_network_gradients_split_over_threads(split_everything):
     test_whole_network_gradients("fast")

@@ -9,6 +9,8 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -31,6 +33,7 @@ def test_torch_is_pinned_everywhere():
     assert "torch" not in " ".join(project["dependencies"])
 
 
+@pytest.mark.slow
 def test_console_script_and_module_entry_point():
     assert _pyproject()["project"]["scripts"] == {"digits": "digit_recognizer.cli:main"}
     result = subprocess.run([sys.executable, "-m", "digit_recognizer", "--version"], capture_output=True, text=True)

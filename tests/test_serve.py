@@ -341,6 +341,7 @@ def test_a_dead_worker_is_replaced(model):
         predictor.close()
 
 
+@pytest.mark.slow
 def test_concurrent_requests_get_their_own_answers(model, mnist_test):
     """Many simultaneous predictions, each checked against the same request made alone:
     forward passes in inference mode share one network and no layer state."""

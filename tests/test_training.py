@@ -220,6 +220,7 @@ def test_classic_train_script_trains(mnist_data_dir, tmp_path):
     assert (result.stdout + result.stderr).count(str(out / "report.html")) == 1  # the report is named once
 
 
+@pytest.mark.slow
 def test_classic_train_script_reports_errors_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, ROOT / "src" / "train.py", "--batch_size", "0",
                              "--out", tmp_path / "x"], env=_env(), capture_output=True, text=True)
