@@ -301,6 +301,40 @@ def test_touching_digits_are_cut():
     assert len(ex.digits) == 2 and ex.boxes[0][1] < ex.boxes[1][1]
 
 
+def test_touching_digits_are_cut_along_the_valley_between_them():
+    # two slanted strokes 60 px high, 10 px apart, each leaning 14 px: their boxes overlap
+    # by 8 columns, so no straight cut separates them; a bar joins them near the bottom
+    from digit_recognizer.preprocess.segmentation import cut_lattice, valley_cuts
+
+    h, w = 60, 50
+    ink = np.zeros((h, w), np.uint8)
+    rows = np.arange(h)
+    for start in (4, 18):  # each stroke leans right by 14 px from bottom to top
+        for width in range(4):
+            ink[rows, start + width + (h - 1 - rows) * 14 // (h - 1)] = 255
+    ink[50:53, 8:30] = 255
+    labels = (ink > 0).astype(np.int32)
+    box = (0, 0, h, w)
+    paths = valley_cuts(ink, labels, box, [1])
+    left_stroke = np.zeros_like(ink, bool)
+    left_stroke[rows, 4 + (h - 1 - rows) * 14 // (h - 1)] = True
+    right_stroke = np.zeros_like(ink, bool)
+    right_stroke[rows, 18 + (h - 1 - rows) * 14 // (h - 1)] = True
+    columns = np.arange(w)[None, :]
+
+    def separates(path):
+        left, right = columns < path[:, None], columns >= path[:, None]
+        return bool((left | ~left_stroke).all() and (right | ~right_stroke).all())
+
+    assert any(separates(path) for path in paths)  # one cut leans with the strokes, between them
+    # the two strokes are offered as two digits, each wholly on its side of that cut
+    strip_labels, segments = cut_lattice(ink, labels, box, [1])
+    assert segments[(0, len(paths) + 1)][0] == box  # the group whole is one reading
+    k = next(i for i, path in enumerate(paths) if separates(path)) + 1
+    left_piece = np.isin(strip_labels, segments[(0, k)][1])
+    assert (left_piece >= left_stroke).all() and not (left_piece & right_stroke).any()
+
+
 def test_specks_are_not_digits():
     x = np.asarray(drawn("3")).copy()
     x[10:12, 10:12] = 0  # dust

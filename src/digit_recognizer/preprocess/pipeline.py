@@ -11,14 +11,16 @@ from digit_recognizer.preprocess.load import DECODE_SIDE, load_image, to_gray
 from digit_recognizer.preprocess.normalize import digit_crop, to_28x28
 from digit_recognizer.preprocess.page import DETAIL_WORK_SIDE, WORK_SIDE, ink_map, max_pool, paper_only, polarity
 from digit_recognizer.preprocess.rules import looks_ruled, remove_rules
-from digit_recognizer.preprocess.segmentation import find_digits, splits
+from digit_recognizer.preprocess.segmentation import cut_lattice, find_digits
 
 SPLIT_PRIOR = 0.95            # prior odds per digit more or fewer than the width suggests
 SPLIT_SURE = 0.995            # a cut is taken only if the network is this sure of every part ...
-SPLIT_EXPECTED = 0.97         # ... or this sure, when the group's width suggests that many digits
+SPLIT_EXPECTED = 0.97         # ... or this sure, when the group's width suggests that many digits (+-1)
 DIGIT_ASPECT = 0.75           # alone, a group w wide, h high looks like floor(w / (0.75 h)) digits
 NO_DIGIT = "no digit found"
 SMALL_DIGIT = 24              # digits shorter than this (px at WORK_SIDE) are read at DETAIL_WORK_SIDE
+MAX_TOUCHING = 5              # a group of touching digits is read as at most this many ...
+TOUCHING_ASPECT = 0.35        # ... and at most one per this fraction of its height in width
 
 
 @dataclass
@@ -33,7 +35,10 @@ class Extraction:
     group of ink (left to right), its possible readings as lists of pool
     indices: the group as one digit, then cut into 2, 3, ... touching digits.
     guess: per group, the option its width suggests. choice: the option taken
-    per group; the guess until a model picks better (``choose``).
+    per group; the guess until a model picks better (``choose``). lattices: per group,
+    None or (last cut, {(cut i, cut j): pool index}): the group cut along its valleys
+    (``segmentation.cut_lattice``); each option cuts it at the cuts that share its width
+    most evenly, until ``choose`` finds the cuts the model reads best.
     """
 
     gray: np.ndarray
@@ -48,6 +53,7 @@ class Extraction:
     line_of: list = field(default_factory=list)
     background: np.ndarray | None = None
     rules: np.ndarray | None = None
+    lattices: list = field(default_factory=list)
 
     @property
     def indices(self) -> list[int]:
@@ -76,25 +82,61 @@ class Extraction:
         """Per group, take the reading the model believes most: the highest product of
         the digits' top probabilities, times SPLIT_PRIOR per digit more or fewer
         than the group's width suggests (networks are confident even about half
-        a digit, or about three digits squeezed into one, so geometry has a say);
-        a cut counts only when every part is read with at least SPLIT_SURE (SPLIT_EXPECTED
-        when the width suggests that many digits: touching digits cut apart keep a little
-        of their neighbours, and are read a little less surely).
+        a digit, or about three digits squeezed into one, so geometry has a say).
+        A cut counts only when every part is read with at least SPLIT_SURE, or
+        SPLIT_EXPECTED when the group's width suggests that many digits give or take
+        one (touching digits cut apart keep a little of their neighbours and are read a
+        little less surely; a "1" is narrow, a "0" wide, so the width is a rough count);
+        and a group read surely as one digit (SPLIT_SURE) is cut only when its parts are
+        read at least as surely together. A group cut along its valleys is first read,
+        for each number of digits, at the cuts whose parts the model reads best (the
+        highest product of top probabilities, every part sure enough).
         ``probs``: (m, n_classes), the model's output for ``pool``."""
         top = np.asarray(probs).max(axis=1)
         log_top = np.log(np.maximum(top, 1e-12))
 
-        def score(k, option, guess):
+        def sure(k, guess):  # how sure every part of a reading in k + 1 digits must be
+            return SPLIT_EXPECTED if abs(k - guess) <= 1 else SPLIT_SURE
+
+        for options, guess, lattice in zip(self.options, self.guess, self.lattices):
+            if lattice is None:
+                continue
+            last, segments = lattice
+            for k in range(1, len(options)):
+                floor = sure(k, guess)
+                path = best_path(segments, last, k + 1, lambda i: log_top[i] if top[i] >= floor else -np.inf)
+                if path is not None:
+                    options[k] = path
+
+        def score(k, option, guess, whole):
             if len(option) == 0:
                 return -np.inf  # a cut that left no piece to read
-            if k > 0 and top[option].min() < (SPLIT_EXPECTED if k == guess else SPLIT_SURE):
+            if k > 0 and top[option].min() < sure(k, guess):
                 return -np.inf  # a digit cut cleanly out of a pair is recognised surely
+            if k > 0 and top[whole] >= SPLIT_SURE and log_top[option].sum() < log_top[whole]:
+                return -np.inf  # geometry alone does not cut a digit read surely whole
             return log_top[option].sum() + abs(k - guess) * np.log(SPLIT_PRIOR)
 
         self.choice = [
-            int(np.argmax([score(k, o, guess) for k, o in enumerate(options)]))
+            int(np.argmax([score(k, o, guess, options[0][0]) for k, o in enumerate(options)]))
             for options, guess in zip(self.options, self.guess)
         ]
+
+
+def best_path(segments: dict, last: int, n: int, score) -> list | None:
+    """The pool indices of the ``n`` segments from cut 0 to cut ``last`` with the highest
+    total ``score(pool index)`` (a dynamic programme over the cuts), or None when no
+    ``n`` segments with finite scores span the group. ``segments``: {(i, j): pool index}."""
+    best = {0: (0.0, [])}  # cut -> (score, pool indices) of the best way to reach it
+    for _ in range(n):
+        reach = {}
+        for (i, j), index in segments.items():
+            if i in best:
+                total = best[i][0] + score(index)
+                if total > -np.inf and (j not in reach or total > reach[j][0]):
+                    reach[j] = (total, best[i][1] + [index])
+        best = reach
+    return best[last][1] if last in best else None
 
 
 def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction:
@@ -128,27 +170,41 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
     sizes = np.array([(b - t, r - l) for (t, l, b, r), _ in groups], dtype=float)
     plain = (sizes[:, 1] >= 0.5 * sizes[:, 0]) & (sizes[:, 1] <= 1.1 * sizes[:, 0])
     unit = sizes[plain, 1].max() if len(groups) > 1 and plain.sum() >= 2 else None
-    pool, pool_boxes, options, guesses = [], [], [], []
+    pool, pool_boxes, options, guesses, lattices = [], [], [], [], []
+
+    def add(box, group_labels, members):
+        pool_boxes.append(box)
+        pool.append(to_28x28(digit_crop(ink, group_labels, box, members, x_full), deskew=deskew))
+        return len(pool) - 1
+
     for box, members in groups:
         t, l, b, r = box
         h, w = b - t, r - l
         width = unit or DIGIT_ASPECT * h
-        readings = [[box]]
+        group_options = [[add(box, labels, members)]]
+        lattice = None
         # wide enough to be touching digits? (alone: wider than tall, which 95 % of MNIST digits are not)
         if not single and w > (0.9 * unit if unit else h):
-            readings += [splits(ink, labels, box, members, n) for n in range(2, min(5, int(w / (0.35 * h))) + 1)]
-        group_options = []
-        for reading in readings:
-            group_options.append(list(range(len(pool), len(pool) + len(reading))))
-            pool_boxes += reading
-            pool += [to_28x28(digit_crop(ink, labels, p, members, x_full), deskew=deskew) for p in reading]
+            strip_labels, cuts = cut_lattice(ink, labels, box, members)
+            last = max(j for _, j in cuts)
+            segments = {(i, j): group_options[0][0] if (i, j) == (0, last) else add(part, strip_labels, strips)
+                        for (i, j), (part, strips) in cuts.items()}
+            lattice = (last, segments)
+
+            def uneven(index, n):  # before the model has its say: cuts that share the width evenly
+                return -((pool_boxes[index][3] - pool_boxes[index][1]) - w / n) ** 2
+
+            for n in range(2, min(MAX_TOUCHING, int(w / (TOUCHING_ASPECT * h))) + 1):
+                path = best_path(segments, last, n, lambda i: uneven(i, n))
+                group_options.append(path or [])  # (no piece to read: no such reading)
         options.append(group_options)
+        lattices.append(lattice)
         guess = int(round(w / width)) if unit else int(w / width)
-        guesses.append(min(max(1, guess), len(readings)) - 1)
+        guesses.append(min(max(1, guess), len(group_options)) - 1)
     gray = (255 - x if inverted else x).astype(np.float32) * np.float32(1 / 255)  # as seen at work resolution
     pool = np.stack(pool).astype(np.float32)
     return Extraction(gray, ink, mask, inverted, pool, pool_boxes, options, guesses, list(guesses), line_of,
-                      background, rules)
+                      background, rules, lattices)
 
 
 def to_mnist(image, *, deskew: bool = False) -> np.ndarray:

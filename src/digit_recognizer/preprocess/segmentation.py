@@ -21,6 +21,19 @@ STACK_GAP = 0.25
 STACK_HEIGHT = 2.2
 # A line whose tallest piece is under this fraction of the tallest digit is a mark, not digits.
 LINE_MIN_HEIGHT = 0.5
+# Touching digits are cut along valleys (``valley_cuts``): a cut pays 1 per row, this much
+# more per unit of ink it crosses (a path around a stroke up to 4 px longer is cheaper
+# than one through it) ...
+CUT_INK_COST = 4.0
+# ... and this per column it moves sideways (a cut leans with slanted digits, but does not
+# wander along a stroke to avoid crossing it).
+CUT_DRIFT_COST = 0.5
+# A digit cut from touching ones is at least this fraction of the group's height wide
+# (a "1" is a stroke and its slant), at most this wide (MNIST's widest digits are hardly wider
+# than tall), and at least DIGIT_MIN_HEIGHT of it high (not a bit of a neighbour's stroke).
+DIGIT_MIN_WIDTH = 0.08
+DIGIT_MAX_WIDTH = 1.25
+DIGIT_MIN_HEIGHT = 0.5
 
 
 def find_digits(ink: np.ndarray, mask: np.ndarray, single: bool):
@@ -209,20 +222,87 @@ def member_mask(labels: np.ndarray, members: list) -> np.ndarray:
     return labels == members[0] if len(members) == 1 else np.isin(labels, members)
 
 
-def splits(ink, labels, box, members, n: int) -> list:
-    """Cut a group into ``n`` digits at the lowest points of its column ink profile."""
+def valley_cuts(ink, labels, box, members) -> np.ndarray:
+    """Where touching digits in a group may be cut: (k, h) int, per candidate cut the
+    column (from the box's left) at which it crosses each row, left to right.
+
+    A cut is a path from the group's top row to its bottom row, moving at most one
+    column per row, that pays 1 per row, CUT_INK_COST per unit of ink it crosses and
+    CUT_DRIFT_COST per column it moves sideways: between two digits whose strokes
+    overlap it runs down the valley between them and crosses only where they touch.
+    One dynamic programme gives the cheapest path ending at every bottom column; the
+    candidates are those whose cost is lowest within DIGIT_MIN_WIDTH of the height (and
+    keep that far from the group's edges).
+    """
     t, l, b, r = box
-    w = r - l
-    region = np.where(member_mask(labels[t:b, l:r], members), ink[t:b, l:r], 0)
-    profile = ndimage.uniform_filter1d(region.sum(axis=0), 3)
-    cuts, step = [0], w / n
-    for k in range(1, n):
-        lo, hi = int(k * step - 0.35 * step), int(k * step + 0.35 * step) + 1
-        cuts.append(lo + int(np.argmin(profile[lo:hi])))
-    cuts.append(w)
-    parts = []
-    for a, c in zip(cuts[:-1], cuts[1:]):
-        rows = np.flatnonzero(region[:, a:c].any(axis=1))
-        if c - a >= 2 and len(rows):
-            parts.append((t + int(rows[0]), l + a, t + int(rows[-1]) + 1, l + c))
-    return parts
+    h, w = b - t, r - l
+    region = np.where(member_mask(labels[t:b, l:r], members), ink[t:b, l:r], 0).astype(np.float32)
+    cost = 1 + CUT_INK_COST * region * np.float32(1 / 255)
+    # a cut keeps a digit's width from either edge all the way down: one that ran round
+    # the outside of the first or last digit would cut nothing off
+    margin = max(1, int(DIGIT_MIN_WIDTH * h))
+    inside = (np.arange(w) >= margin) & (np.arange(w) < w - margin)
+    cost[:, ~inside] = np.inf
+    total = cost[0].copy()
+    moves = np.zeros((h, w), np.int8)  # the column step (-1, 0, +1) taken into each pixel
+    big = np.float32(np.inf)
+    for y in range(1, h):
+        from_left = np.concatenate([[big], total[:-1]]) + CUT_DRIFT_COST
+        from_right = np.concatenate([total[1:], [big]]) + CUT_DRIFT_COST
+        step = np.argmin(np.stack([from_left, total, from_right]), axis=0)
+        total = np.choose(step, (from_left, total, from_right)) + cost[y]
+        moves[y] = step.astype(np.int8) - 1  # -1: came from the left, +1: from the right
+    lowest = ndimage.minimum_filter1d(total, 2 * margin + 1, mode="nearest")
+    ends = np.flatnonzero((total <= lowest) & inside)
+    if len(ends) == 0 or not inside.any():
+        return np.zeros((0, h), np.int64)
+    # a flat valley (a gap wider than a column) is one candidate: the middle of its run
+    runs = np.split(ends, np.flatnonzero(np.diff(ends) > 1) + 1)
+    ends = np.array([run[len(run) // 2] for run in runs])
+    paths = np.empty((len(ends), h), np.int64)
+    paths[:, -1] = ends
+    for y in range(h - 1, 0, -1):
+        paths[:, y - 1] = paths[:, y] + moves[y, paths[:, y]]
+    return paths
+
+
+def cut_lattice(ink, labels, box, members):
+    """Every way to read a group as touching digits, cut along ``valley_cuts``.
+
+    Returns (strip_labels, segments): ``strip_labels`` is ``labels`` with the group's
+    pixels relabelled by the strip between two neighbouring cuts they lie in (new ids,
+    above every piece's); ``segments`` maps (i, j), cut i to cut j (0 = the group's
+    left edge, the last = its right edge), to (box, strip ids) for every span of
+    strips that could be one digit: at least DIGIT_MIN_WIDTH and at most DIGIT_MAX_WIDTH
+    of the group's height wide, and at least DIGIT_MIN_HEIGHT of it high (a stroke cut
+    off a neighbour is not a digit). The whole group, (0, last), is always there.
+    """
+    t, l, b, r = box
+    h, w = b - t, r - l
+    paths = valley_cuts(ink, labels, box, members)
+    k = len(paths) + 1  # strips
+    own = member_mask(labels[t:b, l:r], members)
+    columns = np.arange(w)[None, :]
+    strip = (columns[None] >= paths[:, :, None]).sum(axis=0)  # (h, w): cuts at or left of each pixel
+    first = int(labels.max()) + 1
+    strip_labels = labels.copy()
+    strip_labels[t:b, l:r] = np.where(own, first + strip, labels[t:b, l:r])
+    extents = []  # per strip: (top, left, bottom, right) of its ink, local, or None when empty
+    for s in range(k):
+        ys, xs = np.nonzero(own & (strip == s))
+        extents.append((ys.min(), xs.min(), ys.max() + 1, xs.max() + 1) if len(ys) else None)
+    segments = {}
+    for i in range(k):
+        for j in range(i + 1, k + 1):
+            parts = [e for e in extents[i:j] if e is not None]
+            if not parts:
+                continue
+            top, left = min(p[0] for p in parts), min(p[1] for p in parts)
+            bottom, right = max(p[2] for p in parts), max(p[3] for p in parts)
+            if right - left > DIGIT_MAX_WIDTH * h:
+                break  # wider spans only grow
+            if right - left >= DIGIT_MIN_WIDTH * h and bottom - top >= DIGIT_MIN_HEIGHT * h:
+                segments[(i, j)] = ((t + top, l + left, t + bottom, l + right),
+                                    [first + s for s in range(i, j)])
+    segments[(0, k)] = (tuple(box), [first + s for s in range(k)])
+    return strip_labels, segments
