@@ -29,9 +29,10 @@ angles and lights vary image by image; see ``page``):
               falloff, dark corners or a bright spot
   tiny        a digit 8-14 px high: left small in a photo, or upscaled 2-8x by
               an app (nearest-neighbour, bilinear or bicubic), often blurred
-  sheet       a sheet lying turned on a table (wood, grey, light or striped),
-              its edges in view
-  packed      a number of 2-5 digits written so close that they touch
+  sheet       a sheet lying turned on a table (wood, grey, light, grained, a woven
+              or checked cloth), its edges in view; plain, ruled or squared
+  packed      a number of 2-5 digits written so close that they touch (their boxes
+              overlap by up to a fifth of their height), upright or slanted
   lines       2-3 lines of 1-4 digits each (the label joins them with "/"),
               on plain or ruled paper, or on a canvas
 
@@ -154,6 +155,17 @@ def row_of(shapes: list[np.ndarray], rng, gap=(0.05, 0.45)) -> np.ndarray:
     return out
 
 
+def slanted(ink: np.ndarray, slant: float) -> np.ndarray:
+    """``ink`` leaning right by ``slant`` px per px of height (left when negative), widened to fit."""
+    h = ink.shape[0]
+    extra = int(np.ceil(abs(slant) * h))
+    padded = np.pad(ink, ((0, 0), (0, extra) if slant > 0 else (extra, 0)))
+    image = Image.fromarray(padded, "F")
+    # output (x, y) samples input (x + slant * (y - h), y): the bottom row stays, the top moves by slant * h
+    matrix = (1, slant, -slant * h, 0, 1, 0)
+    return np.asarray(image.transform(image.size, Image.Transform.AFFINE, matrix, Image.Resampling.BILINEAR))
+
+
 # --------------------------------------------------------------------------- scenes
 
 
@@ -265,14 +277,15 @@ def tiny_shape(digit: np.ndarray, height: int) -> np.ndarray:
     return np.clip(small * 1.4, 0, 1)
 
 
-def rules(size, rng, kind: str) -> tuple[np.ndarray, np.ndarray]:
+def rules(size, rng, kind: str, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Printed rules of ``kind`` ("ruled" or "squared") over a (h, w) page: (coverage, RGB colour).
 
     Spacing 15-40 px, lines 0.8-2.5 px wide, partly faint; a ruled page may have a red margin.
+    ``scale``: both times this (a page that is shrunk by 1 / scale before it is photographed).
     """
     h, w = size
-    spacing = rng.uniform(15, 40)
-    width = rng.uniform(0.8, 2.5)
+    spacing = rng.uniform(15, 40) * scale
+    width = rng.uniform(0.8, 2.5) * scale
     strength = rng.uniform(0.45, 1.0)
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
 
@@ -332,7 +345,9 @@ def page(ink: np.ndarray, rng, *, paper: str = "plain", hard_light: bool = False
 
     ``paper``: "plain", "ruled" or "squared". The page is turned by up to 8
     degrees (30 on a table), lit by ``lighting``, blurred, noisy and compressed.
-    ``on_table``: the sheet, turned, covers 30-80 % of the photo, a table around it.
+    ``on_table``: the sheet, turned, covers 30-80 % of the photo, on a table (wood, with
+    or without grain, grey, light, or a woven or checked cloth) that shows around it; its
+    rules are as far apart in the photo as on a page that fills it.
     ``fill``: (low, high): scale the ink to cover this fraction of the photo's width or height.
     """
     h, w = size or PHOTO_SIZES[rng.integers(len(PHOTO_SIZES))]
@@ -344,20 +359,28 @@ def page(ink: np.ndarray, rng, *, paper: str = "plain", hard_light: bool = False
     paper_rgb = np.array([0.93, 0.92, 0.88]) * rng.uniform(0.85, 1.0) + rng.normal(0, 0.02, 3)
     ink_rgb = np.array(ink_colour or INKS[rng.integers(len(INKS))])
     rgb = np.broadcast_to(paper_rgb, (h, w, 3)).astype(np.float32)
+    # the share of the photo's side the sheet takes on a table: it is drawn full size, then shrunk
+    shrink = np.sqrt(rng.uniform(0.3, 0.8)) if on_table else 1.0
     if paper != "plain":
-        cover, colour = rules((h, w), rng, paper)
+        cover, colour = rules((h, w), rng, paper, scale=1 / shrink)
         rgb = rgb * (1 - cover[..., None]) + colour * cover[..., None]
     rgb = rgb * (1 - field[..., None]) + ink_rgb * field[..., None]
     image = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8), "RGB")
     if on_table:
-        cover = np.sqrt(rng.uniform(0.3, 0.8))
+        cover = shrink
         sheet = image.resize((int(w * cover), int(h * cover)), Image.Resampling.BILINEAR)
         mask = Image.new("L", sheet.size, 255)
         angle = rng.uniform(-30, 30)
         sheet, mask = sheet.rotate(angle, Image.Resampling.BILINEAR, expand=True), mask.rotate(angle, expand=True)
         table = np.broadcast_to(np.array(TABLES[rng.integers(len(TABLES))]) * rng.uniform(0.8, 1.1), (h, w, 3))
-        if rng.random() < 0.5:  # wood grain
+        style = rng.random()
+        if style < 0.4:  # wood grain
             table = table * (1 + 0.08 * np.sin(np.arange(h)[:, None, None] / rng.uniform(3, 12)))
+        elif style < 0.7:  # a cloth: a fine weave, or checks of two shades
+            yy, xx = np.mgrid[:h, :w].astype(np.float32)
+            period = rng.uniform(2.5, 6) if rng.random() < 0.5 else rng.uniform(12, 40)
+            weave = np.sign(np.sin(np.pi * xx / period) * np.sin(np.pi * yy / period))
+            table = table * (1 + rng.uniform(0.05, 0.15) * weave[..., None])
         backdrop = Image.fromarray((np.clip(table + rng.normal(0, 0.02, (h, w, 3)), 0, 1) * 255).astype(np.uint8))
         left = int(rng.uniform(-0.15, 0.15) * w + (w - sheet.width) / 2)
         top = int(rng.uniform(-0.15, 0.15) * h + (h - sheet.height) / 2)
@@ -481,7 +504,8 @@ def make(category: str, rng, images: np.ndarray, labels: np.ndarray):
         digits, label = pick(int(rng.integers(2, 6)))
         height = int(rng.integers(50, 120))
         shapes = [mnist_shape(d, int(height * rng.uniform(0.9, 1.1))) for d in digits]
-        ink = row_of(shapes, rng, gap=(-0.15, 0.0))
+        # boxes overlapping by up to a fifth of a digit, or just apart; upright or slanted either way
+        ink = slanted(row_of(shapes, rng, gap=(-0.2, 0.02)), rng.uniform(-0.1, 0.3))
         if rng.random() < 0.5:
             return page(ink, rng, paper=("plain", "ruled")[rng.integers(2)], fill=(0.3, 0.8)), label
         side = max(ink.shape[1] + 40, 280)
