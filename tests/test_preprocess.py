@@ -443,7 +443,9 @@ def test_the_background_keeps_a_shadow_edge():
     x[:, 160:] = 140
     x[100:110, 60:260] = 250  # a stroke across the edge
     background = page.estimate_background(x, even=False)
-    assert np.abs(background[:, :150].astype(int) - 40).max() <= 3
+    paper = np.ones(240, bool)
+    paper[90:120] = False  # (along the stroke, a straight run reaches into the shadow)
+    assert np.abs(background[paper, :150].astype(int) - 40).max() <= 3
     assert np.abs(background[:, 170:].astype(int) - 140).max() <= 3
     assert background[100:110, 60:260].max() <= 145  # the stroke is not background
 
@@ -467,3 +469,39 @@ def test_a_tiny_digit_upscaled_by_an_app_is_read(resample):
     low_contrast = Image.fromarray((120 + np.asarray(big, np.float32) / 255 * 100).astype(np.uint8))
     digits = preprocess.segment(low_contrast)
     assert len(digits) == 1 and similar(digits[0], preprocess.to_mnist(drawn("3"))) > 0.75
+
+
+def photo_noise(image: Image.Image, seed=0) -> Image.Image:
+    """What a phone adds: a slight blur and sensor noise."""
+    rng = np.random.default_rng(seed)
+    x = np.asarray(image.filter(ImageFilter.GaussianBlur(1.0)), np.float32) + rng.normal(0, 3, image.size[::-1])
+    return Image.fromarray(np.clip(x, 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("half_angle", [30, 45])
+def test_a_shadow_wedge_on_a_blank_page_is_no_ink(half_angle):
+    yy, xx = np.mgrid[:480, :640].astype(np.float32)
+    # two straight shadow edges meeting at the middle of the page: a dark wedge, its tip narrow
+    angle = np.arctan2(yy - 240, xx - 320)
+    wedge = np.abs(angle) < np.radians(half_angle)
+    light = np.where(wedge, 0.45, 1.0) * np.where(xx > 200 + 0.3 * yy, 0.7, 1.0)
+    page = photo_noise(lit(Image.new("L", (640, 480), 230), light))
+    with pytest.raises(DigitsError, match="no digit found"):
+        preprocess.extract(page)
+
+
+@pytest.mark.parametrize("scene", ["dark corners and a glare spot", "a page mostly in shadow", "a lit wedge"])
+def test_uneven_light_keeps_dark_ink_on_light_paper(scene, seven):
+    yy, xx = np.mgrid[:480, :640].astype(np.float32)
+    if scene == "dark corners and a glare spot":
+        r = np.hypot((yy - 240) / 480, (xx - 320) / 640) * 2
+        light = (1 - 0.6 * r**2) + 0.5 * np.exp(-((yy - 150) ** 2 + (xx - 450) ** 2) / (2 * 60.0**2))
+    elif scene == "a page mostly in shadow":  # a lamp's spot is the bright tail of a flat page
+        light = 0.3 + 0.8 * np.exp(-((yy - 120) ** 2 + (xx - 140) ** 2) / (2 * 70.0**2))
+    else:  # a narrow lit wedge between two shadows, through the digit
+        light = np.where(np.abs(np.arctan2(yy - 480, xx - 250)) < np.radians(110) - 0.0, 0.35, 1.0)
+        light = np.where((xx - 250) * 0.4 + (yy - 480) > 0, light, 0.35)
+    photo = photo_noise(lit(drawn("7", size=(640, 480), height=120, ink=40, paper=235), np.clip(light, 0.2, 1.3)))
+    ex = preprocess.extract(photo)
+    assert ex.inverted  # dark ink, read the right way round
+    assert len(ex.digits) == 1 and similar(ex.digits[0], seven) > 0.85

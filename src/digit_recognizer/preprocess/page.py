@@ -7,6 +7,8 @@ removes the uneven light and thresholds what is left.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 from PIL import Image
@@ -28,12 +30,42 @@ BACKGROUND_GRID = 80
 # better (the tip of a shadow's wedge, the darkening towards a corner).
 BACKGROUND_WINDOW = {"even": 0.3, "photo": 0.12}
 STROKE_WINDOWS = 2.5  # a photo's window is at least this many stroke widths
+# In a photo, the light's shapes long in one direction (a shadow's wedge, the lit gap between
+# two shadows) are kept as light where a segment LINE_LENGTH of the photo's height long fits in
+# them: longer than the straightest run of ink of an upright digit (a "1" as tall as the photo
+# is cut off by its edges; a digit's widest straight run, a 7's bar, is shorter than its height).
+# LINE_ANGLES orientations, 15 degrees apart: a wedge of a half-angle over 7.5 degrees is kept
+# to its tip. Computed on a grid LINE_GRID times coarser than the background's (the segments
+# are long, and the cost falls with the square of it).
+LINE_LENGTH = 0.9
+LINE_ANGLES = 12
+LINE_GRID = 2
 # A sheet lying on a table fills at least this share of the smallest rectangle around it.
 SHEET_FILL = 0.85
+# Polarity is judged on about this many samples of the page (its long side ~170 px).
+POLARITY_SAMPLES = 20_000
 # In a photo, polarity is judged from strokes narrower than this fraction of the short side
-# that differ from their surroundings by more than STROKE_LEVELS grey levels.
+# that differ from their surroundings by more than STROKE_LEVELS grey levels (above JPEG noise),
+# when at least MIN_STROKE_PIXELS of them do (fewer are specks of dust or noise).
 POLARITY_WINDOW = 0.15
 STROKE_LEVELS = 12
+MIN_STROKE_PIXELS = 20
+# The two sides' strengths are the 5th and 95th percentiles of the stroke pixels' contrast:
+# most of a pen's stroke lies at its full contrast, a blurred rim or the odd noise pixel does not.
+STROKE_QUANTILE = 95
+# In a photo, light ink is taken only when its strokes stand out this many times farther (in log
+# ratio to their paper) than the dark ones. The lit part of a half-shadowed page, a glare spot or
+# the lit gap between two shadows look like light strokes to a top-hat, up to log(1 / 0.4) = 0.9
+# for a shadow taking 60 % of the light, as often as shadow bands look like dark ones; but dark
+# ink on paper is by far the usual photo, and light ink (chalk on a board) stands out by a ratio
+# of 3 or more (log 1.1).
+LIGHT_INK_PRIOR = 1.5
+# On an evenly coloured ground, the histogram's tail is ink when at least this share of it
+# is strokes to a hat (the rest: the rim of strokes wider than the hat's window).
+STROKE_TAIL = 0.5
+# ... and when its outline is sharp: a pen's edge spans a few pixels, so across it a 3x3
+# neighbourhood spreads over most of the ink's contrast; a lamp's spot fades over tens of pixels.
+SHARP_EDGE = 0.5
 # ... unless one tail of the histogram is this many times longer than the other: then the
 # paper is the median and the ink that tail, as on an evenly lit page.
 DECISIVE = 3.0
@@ -184,21 +216,74 @@ def estimate_background(x: np.ndarray, even: bool = True) -> np.ndarray:
             narrow = max(3, int(max(STROKE_WINDOWS * width, BACKGROUND_WINDOW["photo"] * min(coarse.shape))) | 1)
             if narrow < size:
                 opened = _opening(coarse, narrow)
+        opened = np.maximum(opened, _line_opening(coarse))
     coarse = np.clip(opened, 0, 255).astype(np.uint8)
     if k > 1:
         coarse = cv2.dilate(coarse, np.ones((3, 3), np.uint8))
     return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _opening(coarse: np.ndarray, size: int) -> np.ndarray:
-    """Grey opening of ``coarse`` by a size x size square (float32). Beyond the edges, the
-    light is continued by point reflection (f(-d) = 2 f(0) - f(d)): a ramp goes on as a
-    ramp, so the opening does not flatten the darkening towards a corner (replicating the
-    edge would make it a peak, and cut it off as if it were ink)."""
+def _opening(coarse: np.ndarray, size: int, kernels=None) -> np.ndarray:
+    """Grey opening of ``coarse`` by a size x size square (float32), or the largest of its
+    openings by ``kernels`` (each at most size x size). Beyond the edges, the light is
+    continued by point reflection (f(-d) = 2 f(0) - f(d)): a ramp goes on as a ramp, so the
+    opening does not flatten the darkening towards a corner (replicating the edge would make
+    it a peak, and cut it off as if it were ink)."""
     r = size // 2
-    padded = np.pad(coarse.astype(np.float32), r, mode="reflect", reflect_type="odd")
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
-    return cv2.morphologyEx(padded, cv2.MORPH_OPEN, kernel)[r:-r, r:-r]
+    padded = _pad_odd(coarse.astype(np.float32), r)
+    if kernels is not None:  # (OpenCV is several times faster on uint8 with an arbitrary kernel)
+        padded = np.clip(padded, 0, 255).astype(np.uint8)
+    else:
+        kernels = [cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))]
+    opened = cv2.morphologyEx(padded, cv2.MORPH_OPEN, kernels[0])
+    for kernel in kernels[1:]:
+        np.maximum(opened, cv2.morphologyEx(padded, cv2.MORPH_OPEN, kernel), out=opened)
+    return opened[r:-r, r:-r]
+
+
+def _pad_odd(x: np.ndarray, r: int) -> np.ndarray:
+    """``np.pad(x, r, mode="reflect", reflect_type="odd")`` for float32 ``x`` from OpenCV's
+    border copies (several times faster): f(-d) = 2 f(0) - f(d)."""
+    if r >= min(x.shape):  # beyond one reflection: NumPy's repeated reflection
+        return np.pad(x, r, mode="reflect", reflect_type="odd")
+    for sides in ((r, r, 0, 0), (0, 0, r, r)):  # rows, then columns (the corners as NumPy has them)
+        mirrored = cv2.copyMakeBorder(x, *sides, cv2.BORDER_REFLECT_101)
+        edge = cv2.copyMakeBorder(x, *sides, cv2.BORDER_REPLICATE)
+        x = cv2.addWeighted(edge, 2.0, mirrored, -1.0, 0.0)
+    return x
+
+
+def _line_opening(coarse: np.ndarray) -> np.ndarray:
+    """The light's shapes that are long in one direction, from ``coarse`` (uint8, bright ink):
+    the largest of its openings by line segments LINE_LENGTH of its height long, at
+    LINE_ANGLES angles, on a grid LINE_GRID times coarser (float32, ``coarse``'s shape).
+
+    A shadow's wedge, the lit gap between two shadows, or the band a lamp's spot leaves of a
+    shadow are too narrow for a square window near their tips, but a segment along them
+    fits: they are kept as light. A digit's strokes are not: none holds a straight segment
+    that long.
+    """
+    small = pool(coarse, LINE_GRID, np.minimum)
+    length = max(3, int(LINE_LENGTH * small.shape[0]) | 1)
+    lines = _opening(small, length, _line_kernels(length))
+    lines = cv2.resize(lines, coarse.shape[::-1], interpolation=cv2.INTER_NEAREST)
+    # the block minima moved each edge of the light's shapes in by up to LINE_GRID - 1 cells: back out
+    grow = 2 * LINE_GRID - 1
+    return cv2.dilate(lines, np.ones((grow, grow), np.uint8)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _line_kernels(length: int) -> tuple[np.ndarray, ...]:
+    """Line segments ``length`` long through the centre of a length x length kernel, at LINE_ANGLES
+    angles evenly spread over 180 degrees."""
+    kernels = []
+    c = length // 2
+    for angle in np.arange(LINE_ANGLES) * np.pi / LINE_ANGLES:
+        kernel = np.zeros((length, length), np.uint8)
+        dx, dy = c * np.cos(angle), c * np.sin(angle)
+        cv2.line(kernel, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1)
+        kernels.append(kernel)
+    return tuple(kernels)
 
 
 def ink_map(x: np.ndarray, inverted: bool = True, even: bool = True):
@@ -234,21 +319,16 @@ def noise_floor(ink: np.ndarray) -> float:
 def polarity(gray: np.ndarray) -> tuple[bool, bool]:
     """(dark ink on light paper?, evenly coloured ground?) for ``gray`` (uint8, 255 = white).
 
-    Judged on ~20k samples. On an evenly coloured ground (a canvas, a scan:
-    most samples within FLAT_LEVELS of the median) the median is the paper and
-    the ink is the histogram tail farther from it. In a photo the paper's level
-    is the local median (a window POLARITY_WINDOW of the short side), and only
-    pixels that morphology calls strokes count (a black or white top-hat, which
-    a shadow's edge, a lamp's falloff or a table's edge never trigger, as steps
-    and ramps survive openings and closings): the ink lies on the side of the
-    paper those pixels mostly lie on. (The paper between the strokes of a
-    number is also a "white stroke" to a top-hat, but it lies at the paper's level.)
+    Judged on ~POLARITY_SAMPLES samples. On an evenly coloured ground (a canvas,
+    a scan: most samples within FLAT_LEVELS of the median) the median is the
+    paper and the ink is the histogram tail farther from it, when that tail is
+    strokes. Otherwise (a photo; or a page mostly in one flat shadow, its lit
+    part the tail) the strokes decide (``stroke_polarity``).
     """
-    step = max(1, int(np.sqrt(gray.size / 20_000)))
+    step = max(1, int(np.sqrt(gray.size / POLARITY_SAMPLES)))
     sample = np.ascontiguousarray(gray[step // 2 :: step, step // 2 :: step])
     median = np.median(sample)
     even = np.count_nonzero(np.abs(sample.astype(np.int16) - median) <= FLAT_LEVELS) >= FLAT_SHARE * sample.size
-    size = max(3, int(POLARITY_WINDOW * min(sample.shape)) | 1)
     hist = np.bincount(sample.ravel(), minlength=256)
     mid = hist_percentile(hist, 50)
     lo, hi = mid - hist_percentile(hist, 0.5), hist_percentile(hist, 99.5) - mid
@@ -256,22 +336,74 @@ def polarity(gray: np.ndarray) -> tuple[bool, bool]:
     cdf = np.cumsum(hist) / sample.size
     level = round(255 * (mid - lo / 2 if lo > hi else mid + hi / 2))
     tail = cdf[level] if lo > hi else 1 - cdf[level]
-    decisive = max(lo, hi) >= DECISIVE * max(min(lo, hi), 1 / 255) and tail <= INK_SHARE
-    if not even and not decisive and min(sample.shape) > 2 * size:
-        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
-        stroke = np.maximum(cv2.morphologyEx(sample, cv2.MORPH_BLACKHAT, kernel),
-                            cv2.morphologyEx(sample, cv2.MORPH_TOPHAT, kernel)) > STROKE_LEVELS
-        if np.count_nonzero(stroke) >= 20:
-            paper = cv2.medianBlur(sample, min(size, 255))
-            deviation = sample[stroke].astype(np.int16) - paper[stroke]
-            lo, hi = np.percentile(deviation, (5, 95))
-            if lo != hi:
-                return -lo > hi, False
+    one_sided = max(lo, hi) >= DECISIVE * max(min(lo, hi), 1 / 255)
+    decisive = one_sided and tail <= INK_SHARE
+    # (on an even ground a marker's strokes may fill more than INK_SHARE of a small canvas)
+    if (decisive or even and one_sided) and _tail_is_strokes(sample, level, dark=lo > hi):
+        return lo > hi, even
+    dark = stroke_polarity(gray, sample, step, 1.0 if even else LIGHT_INK_PRIOR)
+    if dark is not None:
+        return dark, even
     if decisive or not even:
         return lo > hi, even
-    # Evenly coloured but no tail stands out: the ink is too sparse for the samples (a digit
-    # a few pixels high). Its strokes are then the extremes of the whole image, once a 3x3
-    # mean has evened out the noise (which is as far out on both sides).
+    # Evenly coloured, too small for the hats: the strokes are the extremes of the whole
+    # image, once a 3x3 mean has evened out the noise (which is as far out on both sides).
     smooth = cv2.blur(gray, (3, 3))
     paper = float(np.median(sample))
     return (paper - float(smooth.min())) > (float(smooth.max()) - paper), even
+
+
+def _tail_is_strokes(sample: np.ndarray, level: int, dark: bool) -> bool:
+    """Whether the samples beyond ``level`` (below it if ``dark``) look like pen strokes:
+    mostly strokes to a hat as wide as an even ground's background window, with sharp edges
+    (a 3x3 spread of at least SHARP_EDGE times the tail's depth below or above ``level``,
+    as the median along their outline). Ink does; the lit part of a page mostly in a flat
+    shadow is wider than the window, and a lamp's spot on it has soft edges. Too few
+    samples to tell (a thin pen) count as strokes."""
+    in_tail = sample <= level if dark else sample >= level
+    count = np.count_nonzero(in_tail)
+    if count < MIN_STROKE_PIXELS:
+        return True
+    size = max(3, int(BACKGROUND_WINDOW["even"] * min(sample.shape)) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
+    hat = cv2.morphologyEx(sample, cv2.MORPH_BLACKHAT if dark else cv2.MORPH_TOPHAT, kernel)
+    if np.count_nonzero(hat[in_tail] > STROKE_LEVELS) < STROKE_TAIL * count:
+        return False
+    tail = in_tail.view(np.uint8)
+    outline = (tail - cv2.erode(tail, np.ones((3, 3), np.uint8))).view(bool)
+    spread = cv2.morphologyEx(sample, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))[outline]
+    depth = float(sample.min() if dark else sample.max()) - level
+    return spread.size == 0 or float(np.median(spread)) >= SHARP_EDGE * abs(depth)
+
+
+def stroke_polarity(gray: np.ndarray, sample: np.ndarray, step: int, prior: float) -> bool | None:
+    """Dark ink? judged from the strokes of ``gray`` (uint8); None when it has too few.
+
+    Strokes are what a black-hat (dark) or a top-hat (light) with a window
+    POLARITY_WINDOW of the short side calls one: a shadow's edge, a lamp's
+    falloff or a table's edge never does (steps and ramps survive openings and
+    closings). Dark ones are read on ``step``-blocks' darkest pixels, light ones
+    on their brightest, so a stroke thinner than a block keeps its contrast.
+    Each counts by its ratio to the paper (the local median of ``sample``; the
+    paper between the strokes of a number lies at its level): light multiplies
+    what paper and ink reflect, so a ratio holds in a shadow as in full light,
+    while a glare spot or the lit side of a shadow is brighter than the paper
+    around it by less than ink is darker. The ink lies on the side of the paper
+    most stroke pixels lie on, light ink only if ``prior`` times farther out.
+    """
+    size = max(3, int(POLARITY_WINDOW * min(sample.shape)) | 1)
+    if min(sample.shape) <= 2 * size:
+        return None
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
+    darkest, brightest = (pool(gray, step, np.minimum), pool(gray, step, np.maximum)) if step > 1 else (gray, gray)
+    dark = cv2.morphologyEx(darkest, cv2.MORPH_BLACKHAT, kernel) > STROKE_LEVELS
+    light = cv2.morphologyEx(brightest, cv2.MORPH_TOPHAT, kernel) > STROKE_LEVELS
+    if np.count_nonzero(dark) + np.count_nonzero(light) < MIN_STROKE_PIXELS:
+        return None
+    # (the median at half the sampling, brought back up: a quarter of the cost, and paper varies slowly)
+    half = cv2.medianBlur(np.ascontiguousarray(sample[::2, ::2]), max(3, (size // 2) | 1))
+    paper = cv2.resize(half, dark.shape[::-1], interpolation=cv2.INTER_LINEAR).astype(np.float32) + 1
+    ratio = np.concatenate([np.log((darkest[dark] + 1.0) / paper[dark]),
+                            np.log((brightest[light] + 1.0) / paper[light])])
+    lo, hi = np.percentile(ratio, (100 - STROKE_QUANTILE, STROKE_QUANTILE))
+    return bool(hi <= -lo * prior)
