@@ -94,6 +94,19 @@ def test_a_sheet_of_paper_on_a_dark_table(seven, cover):
     assert similar(preprocess.to_mnist(photo.rotate(5, fillcolor=60)), seven) > 0.9
 
 
+@pytest.mark.parametrize("turn", [-25, 25])
+def test_a_turned_sheet_running_off_the_photo_on_a_grained_table(seven, turn):
+    # a sheet turned by 25 degrees, partly beyond the photo's right and bottom edges, on a
+    # wood table with grain: the table's edge and grain are no ink, the digit is read upright
+    rows = np.arange(480)[:, None]
+    table = (70 + 12 * np.sin(rows / 5.0)) * np.ones((1, 640))
+    photo = Image.fromarray(table.astype(np.uint8))
+    sheet = drawn("7", size=(400, 320), height=160, paper=235).rotate(turn, expand=True, fillcolor=0)
+    mask = Image.new("L", (400, 320), 255).rotate(turn, expand=True, fillcolor=0)
+    photo.paste(sheet, (190, 70), mask)
+    assert similar(preprocess.to_mnist(photo), seven) > 0.9
+
+
 def test_a_shadow_over_half_the_page_keeps_the_digit(seven):
     x = np.asarray(drawn("7", size=(400, 300), height=200), np.float32)
     x[:, :180] *= 0.55  # the shadow of the phone, through the digit
@@ -299,6 +312,7 @@ def test_touching_digits_are_cut():
     probs[ex.options[0][1], 0] = 0.999  # each half: a sure zero
     ex.choose(probs)
     assert len(ex.digits) == 2 and ex.boxes[0][1] < ex.boxes[1][1]
+    assert all(ex.options[g][c] for g, c in enumerate(preprocess.extract(Image.fromarray(pair)).choice))
 
 
 def test_touching_digits_are_cut_along_the_valley_between_them():

@@ -42,6 +42,19 @@ LINE_ANGLES = 12
 LINE_GRID = 2
 # A sheet lying on a table fills at least this share of the smallest rectangle around it.
 SHEET_FILL = 0.85
+# ... or, partly out of the photo, this share of its convex hull (a sheet cut by the photo's
+# edges is a convex polygon; a shadow's lit side is convex too, but then the ink check below
+# finds the strokes in the shadow, or there are none there to lose) ...
+SHEET_SOLIDITY = 0.93
+# ... when it is brighter than the rest by this many grey levels: wood, a grey desk or a dark
+# cloth (100-170 darker than paper); a shadow's lit side mostly less (a shadow takes 30-60 % of
+# the light: 50-120 levels), a light table too, whose texture is then too faint to pass for ink.
+TABLE_CONTRAST = 90
+# Ink around the sheet: a block (of the sample's grid) whose darkest pixel lies this many grey
+# levels under its neighbourhood, and 3 times further under it than the table's own texture
+# takes most blocks (wood grain, a weave: all over; strokes: here and there).
+INK_DIP = 40
+INK_BLOCKS = 5  # blocks: wider than a stroke (1-3 blocks of a 64-block side), narrower than a shadow
 # Polarity is judged on about this many samples of the page (its long side ~170 px).
 POLARITY_SAMPLES = 20_000
 # In a photo, polarity is judged from strokes narrower than this fraction of the short side
@@ -96,7 +109,7 @@ def otsu_threshold(hist: np.ndarray) -> float:
     return (int(np.argmax(between)) + 0.5) / (len(p) - 1)
 
 
-def paper_only(gray: np.ndarray) -> np.ndarray:
+def paper_only(gray: np.ndarray) -> tuple[np.ndarray, float]:
     """Paint what lies around a sheet of paper (a table, a floor) like the paper.
 
     On a ~64-px sample, the sheet is the largest bright region under Otsu's
@@ -107,20 +120,22 @@ def paper_only(gray: np.ndarray) -> np.ndarray:
     is than a table) and has no ink around it (so it is not the lit part of a
     half-shadowed page).
     Without this, a dark frame around the paper decides the polarity or passes
-    for ink. ``gray``: uint8, 255 = white; returned unchanged otherwise.
+    for ink. ``gray``: uint8, 255 = white; returned unchanged otherwise. Also
+    returns the sheet's turn in degrees (-45 to 45, clockwise as seen; 0 without
+    a sheet): the writing on it is turned as much.
     """
     step = max(1, max(gray.shape) // 64)
     small = gray[step // 2 :: step, step // 2 :: step]  # a sample is enough for a sheet's outline
     bright = small > otsu_threshold(np.bincount(small.ravel(), minlength=256)) * 255
     if np.count_nonzero(bright) < 0.25 * small.size:
-        return gray  # no bright region can be a sheet (light ink on a dark canvas): skip labelling
+        return gray, 0.0  # no bright region can be a sheet (light ink on a dark canvas): skip labelling
     labels, n = ndimage.label(bright)
     if n == 0:
-        return gray
+        return gray, 0.0
     area = np.bincount(labels.ravel())[1:]
     largest = int(np.argmax(area))
     if not 0.25 <= area[largest] / small.size <= 0.92:
-        return gray  # the usual case: the paper fills the photo
+        return gray, 0.0  # the usual case: the paper fills the photo
     sheet = labels == largest + 1
     rows, cols = np.flatnonzero(sheet.any(axis=1)), np.flatnonzero(sheet.any(axis=0))
     box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
@@ -140,23 +155,50 @@ def paper_only(gray: np.ndarray) -> np.ndarray:
                               & (corners[:, 1] > 1) & (corners[:, 1] < sheet.shape[0] - 2))
     compact = inside >= 2 and (area[largest] >= SHEET_FILL * max((rect_w + 1) * (rect_h + 1), 1)
                                or area[largest] >= 0.65 * box)
-    if not (compact and (contrast > 60 and borders <= 2 or contrast > 110 and borders == 3)):
-        return gray
     sheet = ndimage.binary_fill_holes(sheet)  # with the ink on it
+    hull = np.zeros(sheet.shape, np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.argwhere(sheet)[:, ::-1].astype(np.int32)), 1)
+    convex = np.count_nonzero(sheet) >= SHEET_SOLIDITY * np.count_nonzero(hull)
+    if not (compact and (contrast > 60 and borders <= 2 or contrast > 110 and borders == 3)
+            or convex and contrast > TABLE_CONTRAST):
+        return gray, 0.0
     outside = small[~sheet]
-    if np.median(outside) - np.percentile(outside, 2) > 40:
-        return gray  # ink out there: a shadowed part of the page, not a table
+    if outside.size == 0:
+        return gray, 0.0  # with the ink on it, the region is the whole photo: no table
+    if np.median(outside) - np.percentile(outside, 2) > 40 or _ink_around(gray, sheet, step):
+        return gray, 0.0  # ink out there: a shadowed part of the page, not a table
     # The sheet, a little inside its edge, at full size; around it, the paper's own
     # brightness carried outwards from the nearest point of the sheet (a constant would
     # leave a step where the light on the paper varies).
     sheet = ndimage.binary_erosion(sheet, iterations=1)
     if not sheet.any():
-        return gray
+        return gray, 0.0
     nearest = ndimage.distance_transform_edt(~sheet, return_distances=False, return_indices=True)
     paper = ndimage.median_filter(small, 3)[nearest[0], nearest[1]]  # (the ink on it filtered out)
     size = gray.shape[::-1]
     full = np.asarray(Image.fromarray(sheet.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)) > 127
-    return np.where(full, gray, np.asarray(Image.fromarray(paper).resize(size, Image.Resampling.BILINEAR)))
+    turn = (rect[2] + 45) % 90 - 45  # the rectangle's side nearest the horizontal, image y down
+    return np.where(full, gray, np.asarray(Image.fromarray(paper).resize(size, Image.Resampling.BILINEAR))), turn
+
+
+def _ink_around(gray: np.ndarray, sheet: np.ndarray, step: int) -> bool:
+    """Whether strokes lie outside ``sheet`` (bool, on a grid of ``step``-pixel blocks of
+    ``gray``): blocks whose darkest pixel lies INK_DIP under a closing of the block minima
+    (a black top-hat: a stroke narrower than INK_BLOCKS is filled in, while the edge of a shadow
+    or of the table, a step, is kept) and 3 times further than most blocks of the table
+    (its texture). Block minima catch a stroke that a sample would step over."""
+    darkest = pool(gray, step, np.minimum)
+    # past the photo's edges the blocks go on as they end: a strip of table between the sheet
+    # and the edge is as wide as it is in the world, not a stroke
+    r = INK_BLOCKS
+    padded = cv2.copyMakeBorder(darkest, r, r, r, r, cv2.BORDER_REPLICATE)
+    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, np.ones((INK_BLOCKS, INK_BLOCKS), np.uint8))[r:-r, r:-r]
+    dip = closed.astype(np.int16) - darkest
+    h, w = min(darkest.shape[0], sheet.shape[0]), min(darkest.shape[1], sheet.shape[1])
+    # not the sheet's edge: the sheet's outline on the sample may lie a block inside it
+    away = ~ndimage.binary_dilation(sheet, iterations=2)[:h, :w]
+    dip = dip[:h, :w][away]
+    return dip.size > 0 and bool(np.count_nonzero(dip > max(INK_DIP, 3 * np.median(dip))) >= 2)
 
 
 def pool(x: np.ndarray, k: int, op=np.maximum) -> np.ndarray:

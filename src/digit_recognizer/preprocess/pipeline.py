@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from digit_recognizer.errors import DigitsError
@@ -19,6 +20,9 @@ SPLIT_EXPECTED = 0.97         # ... or this sure, when the group's width suggest
 DIGIT_ASPECT = 0.75           # alone, a group w wide, h high looks like floor(w / (0.75 h)) digits
 NO_DIGIT = "no digit found"
 SMALL_DIGIT = 24              # digits shorter than this (px at WORK_SIDE) are read at DETAIL_WORK_SIDE
+# A sheet lying turned on a table by this many degrees or more is turned upright before it is
+# read (the writing on it is turned as much; MNIST's digits themselves lean by up to about this).
+SHEET_TURN = 5.0
 MAX_TOUCHING = 5              # a group of touching digits is read as at most this many ...
 TOUCHING_ASPECT = 0.35        # ... and at most one per this fraction of its height in width
 
@@ -145,7 +149,9 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
     Raises ``DigitsError("no digit found")`` when the image has no ink.
     """
     image = load_image(source)
-    gray_full = paper_only(to_gray(image, DECODE_SIDE))
+    gray_full, turn = paper_only(to_gray(image, DECODE_SIDE))
+    if abs(turn) >= SHEET_TURN:
+        gray_full = upright(gray_full, turn)
     inverted, even = polarity(gray_full)
     x_full = 255 - gray_full if inverted else gray_full  # uint8, bright ink
     # At WORK_SIDE first; a page that looks ruled, or whose digits are small (or not found) there, is
@@ -203,8 +209,20 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
         guesses.append(min(max(1, guess), len(group_options)) - 1)
     gray = (255 - x if inverted else x).astype(np.float32) * np.float32(1 / 255)  # as seen at work resolution
     pool = np.stack(pool).astype(np.float32)
-    return Extraction(gray, ink, mask, inverted, pool, pool_boxes, options, guesses, list(guesses), line_of,
+    # until a model picks: the reading nearest the guess that has pieces to read
+    choice = [min((k for k, o in enumerate(group) if o), key=lambda k: abs(k - guess))
+              for group, guess in zip(options, guesses)]
+    return Extraction(gray, ink, mask, inverted, pool, pool_boxes, options, guesses, choice, line_of,
                       background, rules, lattices)
+
+
+def upright(gray: np.ndarray, turn: float) -> np.ndarray:
+    """``gray`` (uint8) turned back by ``turn`` degrees (counter-clockwise: ``paper_only`` gives
+    a sheet's clockwise turn) about its centre, on the same canvas; what comes in from beyond
+    the edges repeats them (the paper painted around a sheet)."""
+    h, w = gray.shape
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), turn, 1.0)
+    return cv2.warpAffine(gray, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def to_mnist(image, *, deskew: bool = False) -> np.ndarray:
