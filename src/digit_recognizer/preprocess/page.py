@@ -174,7 +174,10 @@ def paper_only(gray: np.ndarray) -> tuple[np.ndarray, float]:
     if not sheet.any():
         return gray, 0.0
     nearest = ndimage.distance_transform_edt(~sheet, return_distances=False, return_indices=True)
-    paper = ndimage.median_filter(small, 3)[nearest[0], nearest[1]]  # (the ink on it filtered out)
+    # (the ink and the rules on it closed over: a median would let a grid's lines through, to be
+    # carried outwards as dark rays)
+    paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, np.ones((INK_BLOCKS, INK_BLOCKS), np.uint8))
+    paper = paper[nearest[0], nearest[1]]
     size = gray.shape[::-1]
     full = np.asarray(Image.fromarray(sheet.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)) > 127
     turn = (rect[2] + 45) % 90 - 45  # the rectangle's side nearest the horizontal, image y down
