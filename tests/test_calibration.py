@@ -144,3 +144,48 @@ def test_a_not_a_digit_answer_is_an_error_on_every_prediction_path():
     page = run_prediction(_biased(10, temperature=2.0), image, 3)
     assert page["error"] == "not a digit" and len(page["probabilities"]) == 11
     assert np.argmax(page["probabilities"]) == 10
+
+
+def test_answers_refuse_only_from_the_threshold_on():
+    proba = np.array([[0.30, 0.10, 0.60],    # "not a digit" most probable, below the threshold
+                      [0.05, 0.05, 0.90],    # refused
+                      [0.70, 0.20, 0.10]])
+    np.testing.assert_array_equal(calibration.answers(proba), [2, 2, 0])  # plain argmax
+    np.testing.assert_array_equal(calibration.answers(proba, reject=2, threshold=0.5), [2, 2, 0])
+    np.testing.assert_array_equal(calibration.answers(proba, reject=2, threshold=0.8), [0, 2, 0])
+    # the "not a digit" column need not be last
+    np.testing.assert_array_equal(calibration.answers(proba[:, ::-1], reject=0, threshold=0.8), [2, 0, 2])
+
+
+def test_refusal_threshold_refuses_at_most_the_allowed_share_of_digits():
+    p = np.random.default_rng(0).beta(0.3, 8.0, size=5000)  # mostly near 0, a long tail
+    tau = calibration.fit_refusal_threshold(p, max_refused=0.002)
+    assert (p >= tau).mean() <= 0.002
+    assert (p >= np.nextafter(tau, 0) - 1e-9).mean() > 0.002 or tau == 0.5  # the lowest such tau
+    p32 = np.float32(0.9) + np.zeros(2000, np.float32)
+    p32[0] = np.float32(0.97)
+    tau = calibration.fit_refusal_threshold(p32, max_refused=0.0005)  # one of 2000 may be refused
+    assert (p32 >= tau).sum() == 1 and (p32.astype(np.float64) >= tau).sum() == 1  # compared in float32 too
+    assert calibration.fit_refusal_threshold(np.zeros(100)) == 0.5           # never below 1/2
+    assert calibration.fit_refusal_threshold(np.ones(100)) == 0.999          # never above 0.999
+    with pytest.raises(ValueError):
+        calibration.fit_refusal_threshold(np.array([]))
+
+
+def test_the_refusal_threshold_from_the_metadata_decides_every_prediction_path(tmp_path):
+    from digit_recognizer import predict
+    from test_preprocess import drawn
+
+    model = _biased(10)          # p("not a digit") = e^5 / (e^5 + 10) ~ 0.937 for any image
+    x = np.zeros((2, 28, 28), np.float32)
+    assert model.refusal_threshold == 0.5 and (model.predict(x) == 10).all()
+    model.metadata["refusal_threshold"] = 0.95
+    loaded = modelfile.load(model.save(tmp_path / "m.safetensors"))
+    assert loaded.refusal_threshold == 0.95
+    assert (loaded.predict(x) != 10).all()
+    assert "error" not in predict.predict_image(loaded, drawn("A"))
+    metrics = evaluation.evaluate(loaded, np.zeros((2, 28, 28), np.uint8), np.array([0, 0]))
+    assert metrics["refused"] == 0.0
+    model.metadata["refusal_threshold"] = 0.3  # below 1/2: a file no reader should trust
+    with pytest.raises(DigitsError, match="refusal_threshold"):
+        modelfile.load(model.save(tmp_path / "bad.safetensors"))

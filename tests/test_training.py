@@ -15,7 +15,7 @@ import pytest
 from digit_recognizer import data, models, modelfile, nn
 from digit_recognizer.errors import DigitsError
 from digit_recognizer.training import (
-    Checkpoint, EarlyStopping, LearningRateScheduler, TrainConfig, Trainer, train,
+    Checkpoint, EarlyStopping, LearningRateScheduler, TrainConfig, Trainer, splits, train,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,6 +242,15 @@ def test_training_with_negatives_learns_a_not_a_digit_class_and_a_temperature(mn
     assert record["nll_after"] <= record["nll_before"] + 1e-12  # the fitted T minimises the NLL
     metrics = model.metadata["metrics"]
     assert 0.0 <= metrics["refused"] < 0.5 and 0.0 <= metrics["ece"] <= 1.0
+    # the refusal threshold refuses at most one validation digit in a thousand (none of 200),
+    # unless that takes a threshold above its ceiling, 0.999
+    threshold = model.refusal_threshold
+    assert 0.5 <= threshold == record["refusal_threshold"] <= 0.999
+    _, _, (x_val, y_val), _ = splits(config)
+    refused = model.predict_proba(x_val)[:, 10] >= threshold
+    assert record["digits_refused"] == pytest.approx(refused[y_val != 10].mean())
+    assert record["non_digits_refused"] == pytest.approx(refused[y_val == 10].mean())
+    assert record["digits_refused"] == 0.0 or threshold == 0.999
 
 
 def _train_config(*argv):

@@ -65,7 +65,8 @@ def scores_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
 
 
-def metrics_from_predictions(labels, proba: np.ndarray, classes: list[str]) -> dict:
+def metrics_from_predictions(labels, proba: np.ndarray, classes: list[str],
+                             refusal_threshold: float = 0.5) -> dict:
     """All metrics from true labels (N,) and predicted probabilities (N, K).
 
     Returns a JSON-ready dict: ``n``, ``accuracy``, ``loss`` (mean cross-entropy
@@ -90,7 +91,8 @@ def metrics_from_predictions(labels, proba: np.ndarray, classes: list[str]) -> d
         raise ValueError("cannot evaluate on zero samples")
 
     rows = np.arange(labels.size)
-    predicted = proba.argmax(axis=1)
+    reject = list(classes).index(NOT_A_DIGIT) if NOT_A_DIGIT in classes else None
+    predicted = calibration.answers(proba, reject, refusal_threshold)
     confidence = proba[rows, predicted]
     cm = confusion_matrix(labels, predicted, n_classes)
     scores = scores_from_confusion(cm)
@@ -98,7 +100,6 @@ def metrics_from_predictions(labels, proba: np.ndarray, classes: list[str]) -> d
 
     weights = scores["support"] / labels.size
     names = ("precision", "recall", "f1")
-    reject = list(classes).index(NOT_A_DIGIT) if NOT_A_DIGIT in classes else None
     reported = [k for k in range(n_classes) if k != reject or scores["support"][k]]
     # "digit" only where the classes are digits (besides "not a digit")
     digit_classes = all(str(classes[k]).isdigit() for k in range(n_classes) if k != reject)
@@ -173,4 +174,4 @@ def evaluate(model, images_uint8, labels, batch_size: int = 1000) -> dict:
     proba = predict_proba_batched(model, images_uint8, batch_size)
     if not np.isfinite(proba).all():  # NaN weights: refuse rather than print invalid JSON
         raise DigitsError("the model produced non-finite probabilities (NaN or infinite weights?)")
-    return metrics_from_predictions(labels, proba, list(model.classes))
+    return metrics_from_predictions(labels, proba, list(model.classes), getattr(model, "refusal_threshold", 0.5))

@@ -180,6 +180,7 @@ def to_onnx(model):
         "mean": meta["mean"],
         "std": meta["std"],
         "temperature": model.temperature,
+        "refusal_threshold": model.refusal_threshold,
         "architecture": meta.get("spec"),
         "dataset": meta.get("dataset"),
         "metrics": meta.get("metrics"),

@@ -26,7 +26,7 @@ import numpy as np
 from safetensors.numpy import load as _st_load
 from safetensors.numpy import save as _st_save
 
-from digit_recognizer import models, nn
+from digit_recognizer import calibration, models, nn
 from digit_recognizer.errors import DigitsError
 from digit_recognizer.files import atomic_write, read_regular_file
 
@@ -214,6 +214,7 @@ METADATA_SCHEMA = {
     "std": _number(0, 1e3, low_open=True),
     "classes": _classes,
     "temperature": _number(0, 1e6, low_open=True),
+    "refusal_threshold": _number(0.5, 1.0),
     "dataset": _text_or_null,
     "name": _text_or_null,
     "version": _text_or_null,
@@ -283,6 +284,12 @@ class Model:
         return float(self.metadata.get("temperature", 1.0))
 
     @property
+    def refusal_threshold(self) -> float:
+        """A model with a "not a digit" class answers it when its probability reaches this
+        (fitted on the validation split: ``calibration.fit_refusal_threshold``; 1/2 if absent)."""
+        return float(self.metadata.get("refusal_threshold", 0.5))
+
+    @property
     def not_a_digit_index(self) -> int | None:
         """The index of the "not a digit" class (always the last class), or None."""
         classes = self.classes
@@ -332,7 +339,10 @@ class Model:
         return nn.softmax(logits).astype(np.float32, copy=False)
 
     def predict(self, images, batch_size: int = 1000) -> np.ndarray:
-        return self.logits(images, batch_size).argmax(axis=1)
+        """Class indices (N,): the most probable class, or "not a digit" where its probability
+        reaches ``refusal_threshold``."""
+        return calibration.answers(self.predict_proba(images, batch_size), self.not_a_digit_index,
+                                   self.refusal_threshold)
 
     def save(self, path: str | Path) -> Path:
         return save(path, self.net, self.metadata)

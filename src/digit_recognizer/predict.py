@@ -17,8 +17,8 @@ Digits on several lines carry ``"lines": ["2026", "12"]`` (top to bottom)
 instead of ``"number"``, and ``"digits"`` line after line.
 
 A model with a "not a digit" class (the shipped one) answers
-``{"error": "not a digit", "not_a_digit": 0.97}`` when that class is the most
-likely one for any digit read; otherwise its digits' probabilities are those of
+``{"error": "not a digit", "not_a_digit": 0.97}`` when that class's probability
+reaches the model's ``refusal_threshold`` for any digit read; otherwise its digits' probabilities are those of
 the digit classes (calibrated, so they leave room for "not a digit").
 """
 
@@ -51,12 +51,14 @@ def _digit_result(probs: np.ndarray, top_k: int) -> dict:
     }
 
 
-def _result(probs: np.ndarray, top_k: int, line_lengths=None, reject: int | None = None) -> dict:
+def _result(probs: np.ndarray, top_k: int, line_lengths=None, reject: int | None = None,
+            threshold: float = 0.5) -> dict:
     """One image's result from the (n_digits, n_classes) probabilities of its digits
     (lines top to bottom, each left to right; ``line_lengths``: digits per line);
-    ``reject``: the column of the "not a digit" class, if the model has one."""
+    ``reject``: the column of the "not a digit" class, if the model has one, answered where
+    its probability reaches ``threshold``."""
     if reject is not None:
-        refused = probs.argmax(axis=1) == reject
+        refused = probs[:, reject] >= threshold
         if refused.any():
             return {"error": NOT_A_DIGIT, "not_a_digit": round(float(probs[refused, reject].max()), 4)}
         probs = probs[:, :reject]
@@ -106,7 +108,8 @@ def read(model, ex: preprocess.Extraction, top_k: int = 3, probs=None) -> dict:
     # Readings are chosen by how surely their parts are digits, never by a sure "not a digit".
     ex.choose(probs if reject is None else probs[:, :reject])
     classes = getattr(model, "classes", None)
-    return _with_class_names(_result(probs[ex.indices], top_k, ex.line_lengths, reject),
+    threshold = getattr(model, "refusal_threshold", 0.5)
+    return _with_class_names(_result(probs[ex.indices], top_k, ex.line_lengths, reject, threshold),
                              classes if reject is None else classes[:reject])
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from digit_recognizer import calibration
 from digit_recognizer.data.augment import affine_maps, bilinear_sample
 
 SWEEP_LEVELS = {
@@ -73,9 +74,9 @@ def transform(images: np.ndarray, sweep: str, level: float, rng: np.random.Gener
 
 def _measure(model, x: np.ndarray, labels: np.ndarray) -> dict:
     proba = np.asarray(model.predict_proba(x))
-    predicted = proba.argmax(axis=1)
-    row = {"accuracy": float((predicted == labels).mean()), "confidence": float(proba.max(axis=1).mean())}
     reject = getattr(model, "not_a_digit_index", None)
+    predicted = calibration.answers(proba, reject, getattr(model, "refusal_threshold", 0.5))
+    row = {"accuracy": float((predicted == labels).mean()), "confidence": float(proba.max(axis=1).mean())}
     if reject is not None:
         row["refused"] = float((predicted == reject).mean())
     return row

@@ -479,7 +479,9 @@ def _select(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def calibrate(model: modelfile.Model, images: np.ndarray, labels: np.ndarray) -> dict:
     """Fit the model's temperature on held-out (validation) images and record it in its
-    metadata, with the validation NLL and ECE before and after; returns that record."""
+    metadata, with the validation NLL and ECE before and after; for a model with a "not a
+    digit" class also its refusal threshold (``calibration.fit_refusal_threshold`` on the
+    validation digits). Returns that record."""
     logits = model.logits(images)
     temperature = calibration.fit_temperature(logits, labels)
     record = {"split": "validation", "n": int(len(labels)), "temperature": temperature}
@@ -488,9 +490,22 @@ def calibrate(model: modelfile.Model, images: np.ndarray, labels: np.ndarray) ->
         record[f"nll_{name}"] = calibration.nll(logits, labels, t)
         record[f"ece_{name}"] = calibration.expected_calibration_error(proba, labels)
     model.metadata["temperature"] = temperature
-    model.metadata["calibration"] = record
     _log(f"temperature {temperature:.3f} fitted on {len(labels)} validation images: "
          f"ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f}")
+    reject = model.not_a_digit_index
+    if reject is not None and (labels != reject).any():
+        p_reject = nn.softmax(logits / np.float32(temperature))[:, reject]
+        digits = labels != reject
+        threshold = calibration.fit_refusal_threshold(p_reject[digits])
+        record["refusal_threshold"] = threshold
+        record["digits_refused"] = float((p_reject[digits] >= threshold).mean())
+        if (~digits).any():
+            record["non_digits_refused"] = float((p_reject[~digits] >= threshold).mean())
+        model.metadata["refusal_threshold"] = threshold
+        _log(f"refusal threshold {threshold:.3f}: validation digits refused "
+             f"{100 * record['digits_refused']:.2f}%, non-digits refused "
+             f"{100 * record.get('non_digits_refused', float('nan')):.1f}%")
+    model.metadata["calibration"] = record
     return record
 
 
@@ -507,6 +522,28 @@ def _add_negatives(config: TrainConfig, label: int, train_set, val_set):
         parts.append((np.concatenate([x, extra]),
                       np.concatenate([y, np.full(len(extra), label, dtype=y.dtype)])))
     return parts
+
+
+def splits(config: TrainConfig):
+    """The run's data: (data set, (x_train, y_train), (x_val, y_val), class names), the
+    validation split seeded by ``config.seed`` and any generated negatives appended as a
+    last class, "not a digit" (the same images on every call)."""
+    ds = data.get_dataset(config.dataset)
+    images, labels = data.load(ds, "train", config.data_dir)
+    if config.limit:
+        keep = _select(labels, config.limit, config.seed)
+        images, labels = images[keep], labels[keep]
+    val_size = config.val_size
+    if val_size is None:
+        val_size = 5000 if len(labels) >= 50000 else len(labels) // 10
+    train_idx, val_idx = data.train_val_split(labels, val_size, seed=config.seed)
+    train_set = images[train_idx], labels[train_idx]
+    val_set = images[val_idx], labels[val_idx]
+    classes = list(ds.classes)
+    if config.negatives:
+        train_set, val_set = _add_negatives(config, len(classes), train_set, val_set)
+        classes.append(modelfile.NOT_A_DIGIT)
+    return ds, train_set, val_set, classes
 
 
 def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: bool = False,
@@ -544,23 +581,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, command: str | None
     if not resume:
         _prepare_run_dir(run_dir)
 
-    ds = data.get_dataset(config.dataset)
-    images, labels = data.load(ds, "train", config.data_dir)
-    if config.limit:
-        keep = _select(labels, config.limit, config.seed)
-        images, labels = images[keep], labels[keep]
-    val_size = config.val_size
-    if val_size is None:
-        val_size = 5000 if len(labels) >= 50000 else len(labels) // 10
-    train_idx, val_idx = data.train_val_split(labels, val_size, seed=config.seed)
-    x_train, y_train = images[train_idx], labels[train_idx]
-    x_val, y_val = images[val_idx], labels[val_idx]
-    classes = list(ds.classes)
-    if config.negatives:
-        (x_train, y_train), (x_val, y_val) = _add_negatives(
-            config, len(classes), (x_train, y_train), (x_val, y_val))
-        classes.append(modelfile.NOT_A_DIGIT)
-
+    ds, (x_train, y_train), (x_val, y_val), classes = splits(config)
     name, spec = models.get_spec(config.model)
     if name in models.ARCHITECTURES and spec[-1]["type"] == "Dense":
         spec[-1]["out_features"] = len(classes)  # the zoo's networks fit any number of classes
