@@ -70,9 +70,17 @@ def test_parts_depend_on_the_sizes_only():
     assert thread_policy.parts(10, 1e12, 1e8) == thread_policy.parts(10, 1e12, 1e8)
     assert thread_policy.parts(10, 2.5e8, 1e8) == [slice(0, 5), slice(5, 10)]  # work for two parts only
     assert thread_policy.parts(10, 1.9e8, 1e8) == [slice(0, 10)]
-    assert thread_policy.parts(3, 1e12, 1e8) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # no more than items
+    assert thread_policy.parts(3, 1e12, 1e8) == [slice(0, 1), slice(1, 3)]  # no more than items, an even count
+    assert len(thread_policy.parts(100, 5e8, 1e8)) == 4  # work for five parts: four, an even split
     assert len(thread_policy.parts(100, 1e12, 1e8)) == thread_policy.MAX_PARTS
     assert thread_policy.parts(100, 1e12, 1e8, min_length=40) == [slice(0, 50), slice(50, 100)]
+
+
+def test_the_part_sizes_can_be_changed_for_the_whole_engine(monkeypatch):
+    flops = 2.0 * 64 * 784 * 256  # a Dense(784, 256) product at batch 64
+    assert len(thread_policy.parts(256, flops)) == 1
+    monkeypatch.setattr(thread_policy, "PART_FLOPS", flops / 4)
+    assert len(thread_policy.parts(256, flops)) == 4
 
 
 def test_run_returns_results_in_order_and_nested_work_runs_inline():

@@ -24,7 +24,10 @@ import numpy as np
 # A part is worth a thread's hand-off (25-125 us) from this much work on.
 PART_FLOPS = 20_000_000       # multiply-adds x 2 of a product
 PART_ELEMENTS = 1 << 18       # elements of an element-wise pass
-MAX_PARTS = 12                # splits evenly over 1, 2, 3, 4 or 6 threads
+# Part counts: each splits evenly over 2 threads (and 6 and 12 over 3, 4 or 6), so no thread
+# waits for another's extra part.
+PART_COUNTS = (1, 2, 4, 6, 12)
+MAX_PARTS = PART_COUNTS[-1]
 
 
 class _Policy:
@@ -110,11 +113,13 @@ def get_num_threads() -> int:
     return _POLICY.count or 1
 
 
-def parts(length: int, work: float, part_work: float = PART_FLOPS, min_length: int = 1) -> list[slice]:
+def parts(length: int, work: float, part_work: float | None = None, min_length: int = 1) -> list[slice]:
     """range(length) as contiguous slices, each at least ``min_length`` long and with at least
-    ``part_work`` of the ``work``, at most MAX_PARTS of them. They depend on the sizes only,
-    not on the thread count."""
-    count = int(max(1, min(length // min_length, MAX_PARTS, work // part_work)))
+    ``part_work`` (default PART_FLOPS) of the ``work``; as many as allowed, rounded down to one
+    of PART_COUNTS. They depend on the sizes only, not on the thread count."""
+    part_work = PART_FLOPS if part_work is None else part_work
+    allowed = min(length // min_length, work // part_work)
+    count = max(c for c in PART_COUNTS if c <= max(1, allowed))
     return [slice(length * i // count, length * (i + 1) // count) for i in range(count)]
 
 
