@@ -492,16 +492,25 @@ def photo_noise(image: Image.Image, seed=0) -> Image.Image:
     return Image.fromarray(np.clip(x, 0, 255).astype(np.uint8))
 
 
-@pytest.mark.parametrize("half_angle", [30, 45])
-def test_a_shadow_wedge_on_a_blank_page_is_no_ink(half_angle):
+@pytest.mark.parametrize("slope", [0.0, 0.3, 1.2])
+def test_a_hard_shadow_edge_on_a_blank_page_is_no_ink(slope):
     yy, xx = np.mgrid[:480, :640].astype(np.float32)
-    # two straight shadow edges meeting at the middle of the page: a dark wedge, its tip narrow
-    angle = np.arctan2(yy - 240, xx - 320)
-    wedge = np.abs(angle) < np.radians(half_angle)
-    light = np.where(wedge, 0.45, 1.0) * np.where(xx > 200 + 0.3 * yy, 0.7, 1.0)
+    light = np.where(xx > 300 + slope * (yy - 240), 0.45, 1.0)
     page = photo_noise(lit(Image.new("L", (640, 480), 230), light))
     with pytest.raises(DigitsError, match="no digit found"):
         preprocess.extract(page)
+
+
+@pytest.mark.parametrize("half_angle", [30, 45])
+def test_a_shadow_wedge_beside_a_digit_adds_no_digit(half_angle, seven):
+    yy, xx = np.mgrid[:480, :640].astype(np.float32)
+    # two straight shadow edges meeting beside the digit: a dark wedge, its tip narrow
+    wedge = np.abs(np.arctan2(yy - 240, xx - 380)) < np.radians(half_angle)
+    light = np.where(wedge, 0.45, 1.0) * np.where(xx > 200 + 0.3 * yy, 0.7, 1.0)
+    page = photo_noise(lit(drawn("7", size=(640, 480), height=150, ink=40, paper=230).transform(
+        (640, 480), Image.Transform.AFFINE, (1, 0, 120, 0, 1, 0), fillcolor=230), light))
+    ex = preprocess.extract(page)
+    assert len(ex.digits) == 1 and similar(ex.digits[0], seven) > 0.85
 
 
 @pytest.mark.parametrize("scene", ["dark corners and a glare spot", "a page mostly in shadow", "a lit wedge"])
@@ -519,3 +528,15 @@ def test_uneven_light_keeps_dark_ink_on_light_paper(scene, seven):
     ex = preprocess.extract(photo)
     assert ex.inverted  # dark ink, read the right way round
     assert len(ex.digits) == 1 and similar(ex.digits[0], seven) > 0.85
+
+
+def test_a_blurred_10_px_digit_in_a_noisy_photo_is_found():
+    page = Image.new("L", (640, 480), 205)
+    ImageDraw.Draw(page).text((400, 300), "3", fill=60, font=ImageFont.truetype(FONT, 14), anchor="mm")
+    photo = photo_noise(page)  # (blurred by 1 px: the strokes spread over 3-4 px)
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=60)
+    ex = preprocess.extract(buffer.getvalue())
+    assert len(ex.digits) == 1
+    top, left, bottom, right = (v * 640 / ex.gray.shape[1] for v in ex.boxes[0])
+    assert 285 <= top < bottom <= 315 and 385 <= left < right <= 415

@@ -34,6 +34,17 @@ CUT_DRIFT_COST = 0.5
 DIGIT_MIN_WIDTH = 0.08
 DIGIT_MAX_WIDTH = 1.25
 DIGIT_MIN_HEIGHT = 0.5
+# A piece of ink smaller than MIN_PIECE pixels (a digit 8 px high written with a 1-px pen covers
+# some 12) is read only when it stands out SPECK_CONTRAST times as far as the noise floor: the
+# short, thin stroke of a "1" far off in a big photo does, a speck of noise does not.
+MIN_PIECE = 6
+SPECK_CONTRAST = 2.0
+# Ink touching the image's borders, when nothing else is found, is a digit if it is at least
+# TIGHT_CROP of the image's height (a tightly cropped digit) or at least BORDER_INK strong (a
+# small digit written by the edge); not a speck where a shadow's edge leaves the photo, whose
+# false ink is a fraction of the shadow's depth (under 0.35 for a shadow taking 60 % of the light).
+TIGHT_CROP = 0.25
+BORDER_INK = 0.5
 
 
 def find_digits(ink: np.ndarray, mask: np.ndarray, single: bool):
@@ -135,12 +146,16 @@ def components(ink: np.ndarray, mask: np.ndarray):
     left, top, width, height = stats[1:, 0], stats[1:, 1], stats[1:, 2], stats[1:, 3]
     box = np.stack([top + t0, left + l0, top + height - 2 + t0, left + width - 2 + l0], axis=1)
     height = box[:, 2] - box[:, 0]
-    keep = (area >= max(3, 0.04 * area.max())) & (strength >= noise_floor(ink)) & (height >= 2)
+    floor = noise_floor(ink)
+    keep = (area >= max(3, 0.04 * area.max())) & (strength >= floor) & (height >= 2)
+    keep &= (area >= MIN_PIECE) | (strength >= SPECK_CONTRAST * floor)
     H, W = mask.shape
     borders = (box[:, 0] == 0).astype(int) + (box[:, 1] == 0) + (box[:, 2] == H) + (box[:, 3] == W)
     framing = (borders >= 2) | ((borders == 1) & (strength < 0.6 * strength[keep].max(initial=0)))
     if (keep & ~framing).any():
         keep &= ~framing
+    if not (keep & (borders == 0)).any():  # only ink on the borders: a digit, or a speck?
+        keep &= (height >= TIGHT_CROP * H) | (strength >= BORDER_INK)
     return labels, box, area, keep
 
 
