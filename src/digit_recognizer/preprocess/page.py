@@ -161,13 +161,10 @@ def paper_only(gray: np.ndarray) -> tuple[np.ndarray, float]:
                               & (corners[:, 1] > 1) & (corners[:, 1] < sheet.shape[0] - 2))
     compact = inside >= 2 and (area[largest] >= SHEET_FILL * max((rect_w + 1) * (rect_h + 1), 1)
                                or area[largest] >= 0.65 * box)
-    sheet = ndimage.binary_fill_holes(sheet)  # with the ink on it
-    hull = np.zeros(sheet.shape, np.uint8)
-    cv2.fillConvexPoly(hull, cv2.convexHull(np.argwhere(sheet)[:, ::-1].astype(np.int32)), 1)
-    convex = np.count_nonzero(sheet) >= SHEET_SOLIDITY * np.count_nonzero(hull)
     if not (compact and (contrast > 60 and borders <= 2 or contrast > 110 and borders == 3)
-            or convex and contrast > TABLE_CONTRAST):
+            or contrast > TABLE_CONTRAST and _convex(ndimage.binary_fill_holes(sheet))):
         return gray, 0.0
+    sheet = ndimage.binary_fill_holes(sheet)  # with the ink on it
     outside = small[~sheet]
     if outside.size == 0:
         return gray, 0.0  # with the ink on it, the region is the whole photo: no table
@@ -188,6 +185,13 @@ def paper_only(gray: np.ndarray) -> tuple[np.ndarray, float]:
     full = np.asarray(Image.fromarray(sheet.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)) > 127
     turn = (rect[2] + 45) % 90 - 45  # the rectangle's side nearest the horizontal, image y down
     return np.where(full, gray, np.asarray(Image.fromarray(paper).resize(size, Image.Resampling.BILINEAR))), turn
+
+
+def _convex(region: np.ndarray) -> bool:
+    """Whether ``region`` (bool) fills SHEET_SOLIDITY of its convex hull."""
+    hull = np.zeros(region.shape, np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.argwhere(region)[:, ::-1].astype(np.int32)), 1)
+    return np.count_nonzero(region) >= SHEET_SOLIDITY * np.count_nonzero(hull)
 
 
 def _ink_around(gray: np.ndarray, sheet: np.ndarray, step: int) -> bool:
