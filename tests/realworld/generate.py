@@ -25,10 +25,13 @@ angles and lights vary image by image; see ``page``):
   ruled       a digit on ruled notebook paper (grey, blue or dark rules 15-40 px
               apart, sometimes a red margin line) that cross the strokes
   squared     a digit on squared (grid) paper, the same range of rules
-  shadow      a hard-edged shadow across the page (a hand, a phone), a lamp's
-              falloff, dark corners or a bright spot
+  shadow      hard-edged shadows across the page (a hand, a phone, a pen: half-planes,
+              wedges, bands) taking 30-70 % of the light, a rounded soft shadow, a
+              lamp's falloff or hot spot, dark corners or a glare spot; at times a
+              warm or cool coloured light
   tiny        a digit 8-14 px high: left small in a photo, or upscaled 2-8x by
-              an app (nearest-neighbour, bilinear or bicubic), often blurred
+              an app (nearest-neighbour, bilinear or bicubic), often blurred or
+              sharpened, grey or coloured, at times a JPEG before and after
   sheet       a sheet lying turned on a table (wood, grey, light, grained, a woven
               or checked cloth), its edges in view; plain, ruled or squared
   packed      a number of 2-5 digits written so close that they touch (their boxes
@@ -306,29 +309,44 @@ def rules(size, rng, kind: str, scale: float = 1.0) -> tuple[np.ndarray, np.ndar
 
 def lighting(size, rng, hard: bool) -> np.ndarray:
     """A (h, w) light level: a gentle gradient and lamp spot; ``hard`` adds what a phone
-    photo of a page often has: a sharp shadow (of a hand, a phone), a lamp's steep
-    falloff, dark corners or a bright spot."""
+    photo of a page often has: sharp shadows (of a hand, a phone, a pen: half-planes, wedges,
+    bands) taking 30-70 % of the light, a rounded soft-edged shadow, a lamp's steep falloff
+    or hot spot, dark corners or a glare spot, and sometimes a coloured light ((h, w, 3))."""
     h, w = size
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
     gx, gy = rng.normal(0, 1, 2)
     light = 0.85 + (gx * (xx / w - 0.5) + gy * (yy / h - 0.5)) * rng.uniform(0.05, 0.3)
     if not hard:
         return np.clip(light, 0.4, 1.1)
-    kinds = rng.permutation(["shadow", "falloff", "corners", "spot"])[: int(rng.integers(1, 3))]
+    kinds = rng.permutation(["shadow", "falloff", "corners", "spot", "hot spot", "soft shadow"])[
+        : int(rng.integers(1, 3))]
     if "shadow" not in kinds and rng.random() < 0.6:
         kinds = np.append(kinds, "shadow")
     for kind in kinds:
-        if kind == "shadow":  # a straight-edged shadow: a half-plane, or a wedge of two
+        if kind == "shadow":  # a straight-edged shadow: a half-plane, a wedge of two, or a band
             for _ in range(int(rng.integers(1, 3))):
                 angle = rng.uniform(0, 2 * np.pi)
                 cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
                 side = (yy - cy) * np.cos(angle) + (xx - cx) * np.sin(angle)
-                edge = np.clip(side / max(rng.uniform(0, 4), 0.3) + 0.5, 0, 1)  # 0-4 px of penumbra
-                light = light * (1 - edge * rng.uniform(0.3, 0.6))
+                penumbra = max(rng.uniform(0, 4), 0.3)  # 0-4 px
+                edge = np.clip(side / penumbra + 0.5, 0, 1)
+                if rng.random() < 0.25:  # the shadow of a pen or a ruler across the page: a band
+                    edge = edge * np.clip((rng.uniform(0.05, 0.2) * min(h, w) - side) / penumbra + 0.5, 0, 1)
+                light = light * (1 - edge * rng.uniform(0.3, 0.7))
+        elif kind == "soft shadow":  # the rounded shadow of a hand or a head, its edge 5-40 px soft
+            cy, cx = rng.uniform(-0.2, 1.2) * h, rng.uniform(-0.2, 1.2) * w
+            ry, rx = rng.uniform(0.2, 0.6) * h, rng.uniform(0.2, 0.6) * w
+            r = np.hypot((yy - cy) / ry, (xx - cx) / rx)
+            edge = np.clip((1 - r) * min(ry, rx) / rng.uniform(5, 40) + 0.5, 0, 1)
+            light = light * (1 - edge * rng.uniform(0.3, 0.7))
         elif kind == "falloff":  # a desk lamp off to one side
             cy, cx = rng.uniform(-0.5, 1.5) * h, rng.uniform(-0.5, 1.5) * w
             r = np.hypot(yy - cy, xx - cx) / np.hypot(h, w)
             light = light * np.clip(1.15 - rng.uniform(0.6, 1.2) * r, 0.3, 1.1)
+        elif kind == "hot spot":  # a lamp close above the page: bright under it, dim beyond
+            cy, cx = rng.uniform(0.1, 0.9) * h, rng.uniform(0.1, 0.9) * w
+            sigma = rng.uniform(0.15, 0.4) * min(h, w)
+            light = light * (0.35 + 0.9 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2)))
         elif kind == "corners":
             r = np.hypot((yy - h / 2) / h, (xx - w / 2) / w) * 2
             light = light * (1 - rng.uniform(0.3, 0.6) * r ** 2)
@@ -336,7 +354,11 @@ def lighting(size, rng, hard: bool) -> np.ndarray:
             cy, cx = rng.uniform(0, h), rng.uniform(0, w)
             sigma = rng.uniform(0.05, 0.2) * w
             light = light + rng.uniform(0.2, 0.5) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
-    return np.clip(light, 0.2, 1.4)
+    light = np.clip(light, 0.2, 1.4)
+    if rng.random() < 0.4:  # coloured light: a warm bulb or cool daylight, stronger where it is bright
+        tint = np.array([1.0, 0.93, 0.78]) if rng.random() < 0.6 else np.array([0.85, 0.93, 1.0])
+        return light[..., None] * (1 + (tint - 1) * rng.uniform(0.5, 1.0))
+    return light
 
 
 def page(ink: np.ndarray, rng, *, paper: str = "plain", hard_light: bool = False, on_table: bool = False,
@@ -389,16 +411,19 @@ def page(ink: np.ndarray, rng, *, paper: str = "plain", hard_light: bool = False
     else:
         image = image.rotate(rng.uniform(-8, 8), Image.Resampling.BILINEAR, fillcolor=tuple(
             int(255 * v) for v in np.clip(paper_rgb, 0, 1)))
-    rgb = np.asarray(image, np.float32) / 255 * lighting((h, w), rng, hard_light)[..., None]
+    light = lighting((h, w), rng, hard_light)
+    rgb = np.asarray(image, np.float32) / 255 * (light if light.ndim == 3 else light[..., None])
     return camera(rgb, rng, noise=(0.005, 0.025), blur=1.5, quality=(35, 92))
 
 
 def tiny(digit: np.ndarray, rng):
-    """A digit 8-14 px high: in a photo as it is, or in a small picture an app upscaled."""
+    """A digit 8-14 px high: in a photo as it is (sometimes under a hard light), or in a small
+    picture an app upscaled: grey or coloured, light on dark at times, perhaps saved as a JPEG
+    before it was upscaled (nearest-neighbour, bilinear or bicubic), blurred or sharpened after."""
     height = int(rng.integers(8, 15))
     shape = tiny_shape(digit, height)
     if rng.random() < 0.35:  # small in a full photo (a far-off note)
-        return page(shape, rng, size=(480, 640), ink_colour=INKS[rng.integers(3)])
+        return page(shape, rng, size=(480, 640), ink_colour=INKS[rng.integers(3)], hard_light=rng.random() < 0.25)
     h, w = int(height * rng.uniform(1.6, 4)), int(height * rng.uniform(1.6, 5))
     field = place(shape, (h, w), rng, anywhere=True)
     contrast = rng.uniform(0.45, 0.9)
@@ -407,11 +432,21 @@ def tiny(digit: np.ndarray, rng):
     small = Image.fromarray((np.clip(gray, 0, 1) * 255).astype(np.uint8), "L")
     if rng.random() < 0.2:
         small = ImageOps.invert(small)  # light on dark: a screenshot of a dark app
+    if rng.random() < 0.3:  # coloured ink on a tinted ground (a chat app, a form)
+        ink_rgb, ground_rgb = rng.uniform(0, 0.5, 3), rng.uniform(0.7, 1.0, 3)
+        g = np.asarray(small, np.float32)[..., None] / 255
+        small = Image.fromarray((255 * (ink_rgb + (ground_rgb - ink_rgb) * g)).astype(np.uint8), "RGB")
+    if rng.random() < 0.3:  # the small picture was sent as a JPEG first
+        buffer = io.BytesIO()
+        small.save(buffer, "JPEG", quality=int(rng.integers(50, 90)))
+        small = Image.open(io.BytesIO(buffer.getvalue()))
     factor = rng.uniform(2, 8)
     resample = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)[rng.integers(3)]
     big = small.resize((int(w * factor), int(h * factor)), resample)
     if rng.random() < 0.5:
         big = big.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 0.4 * factor)))
+    elif rng.random() < 0.4:  # an app's sharpening, with its halos
+        big = big.filter(ImageFilter.UnsharpMask(radius=rng.uniform(1, 3), percent=int(rng.integers(80, 200))))
     if rng.random() < 0.5:
         buffer = io.BytesIO()
         big.save(buffer, "JPEG", quality=int(rng.integers(40, 90)))
