@@ -425,6 +425,16 @@ def test_rules_are_removed_and_the_strokes_kept(grid, turn, tmp_path):
     assert similar(ex.digits[0], plain) > 0.85
 
 
+def test_faint_rules_broken_into_dashes_are_still_rules():
+    # a faint ruling thresholds into dashes (20 px of rule, 4 px of paper): still a ruled page
+    x = np.asarray(on_ruled_paper("4", rule=250), np.float32)
+    dashes = np.full_like(x, 250.0)
+    dashes[(np.arange(300) % 24) < 2, :] = np.where(np.arange(400) % 24 < 20, 150.0, 250.0)
+    ex = preprocess.extract(Image.fromarray(np.minimum(x, dashes).astype(np.uint8)))
+    assert ex.rules.sum() > 0.3 * 400 * 300 / 24  # most of the dashes were found
+    assert len(ex.digits) == 1
+
+
 def test_page_angle_is_found():
     from digit_recognizer.preprocess import rules
 

@@ -29,6 +29,7 @@ MAX_TILT = 30.0        # degrees: the most a page is turned (a sheet lying askew
 TILT_STEP = 1.0        # the coarse search step (degrees), then refined to a tenth of it
 ANGLE_SAMPLES = 1000   # ink pixels the angle is judged on (a sample: the angle needs no more)
 RULE_MIN_RUN = 1 / 8   # opening length: runs shorter than this fraction of the width are not rules
+RULE_GAP = 1 / 100     # gaps in a thresholded rule up to this fraction of the width are bridged
 RULE_COVER = 0.35      # a row is a rule where long runs cover this fraction of the width ...
 MIN_RULES = 3          # ... and there are this many such rows (a ruled or squared page) ...
 LONE_RULE_COVER = 0.85  # ... or one row covers this fraction (a single line, the sheet's edge)
@@ -112,6 +113,9 @@ def _rule_bands(m: np.ndarray, h: int, w: int):
     # a rule a pixel off straight (the angle is found to a tenth of a step) is bridged
     # by growing the mask one row up and down before the long opening
     tall = cv2.dilate(m, np.ones((3, 1), np.uint8))
+    # a faint rule thresholds into dashes: gaps up to RULE_GAP of the width are bridged first
+    # (a digit's strokes bridged so are still far shorter than a rule)
+    tall = cv2.morphologyEx(tall, cv2.MORPH_CLOSE, np.ones((1, max(3, int(RULE_GAP * w)) | 1), np.uint8))
     run = max(8, int(RULE_MIN_RUN * w))
     long_runs = cv2.morphologyEx(tall, cv2.MORPH_OPEN, np.ones((1, run), np.uint8)) & m
     cover = long_runs.sum(axis=1) / w
