@@ -435,6 +435,16 @@ def test_faint_rules_broken_into_dashes_are_still_rules():
     assert len(ex.digits) == 1
 
 
+def test_a_ruled_pages_margin_is_no_digit():
+    # the margin crosses each rule once, and over only 88 % of the height (it runs off the photo)
+    x = np.asarray(drawn("4", size=(400, 300), height=170), np.float32)
+    paper = np.full_like(x, 250.0)
+    paper[(np.arange(300) % 24) < 2, :] = 150
+    paper[:265, 60:62] = 150
+    page = Image.fromarray(np.minimum(paper, x).astype(np.uint8)).rotate(7, Image.Resampling.BILINEAR, fillcolor=250)
+    assert len(preprocess.extract(page).digits) == 1
+
+
 def test_page_angle_is_found():
     from digit_recognizer.preprocess import rules
 

@@ -33,6 +33,9 @@ RULE_GAP = 1 / 100     # gaps in a thresholded rule up to this fraction of the w
 RULE_COVER = 0.35      # a row is a rule where long runs cover this fraction of the width ...
 MIN_RULES = 3          # ... and there are this many such rows (a ruled or squared page) ...
 LONE_RULE_COVER = 0.85  # ... or one row covers this fraction (a single line, the sheet's edge)
+# On a page found ruled, a lone line across the rules is its margin when it covers this fraction
+# of the height (a turned page's margin runs off a corner; a digit is never that tall there).
+MARGIN_COVER = 0.7
 PEN_OVER_RULE = 1.6    # ink this many times stronger than the rule's own is a pen stroke on it
 MAX_RULE_THICKNESS = 0.03  # of the short side: thicker bands are not printed rules ...
 RULE_PEAK = 0.8        # ... but may hold one: the rows covered nearly as well as the best of them
@@ -62,8 +65,10 @@ def remove_rules(ink: np.ndarray, mask: np.ndarray):
     found = []
     if across[0] and _has_rules(half, slope):
         found.append((_find_rows(ink, mask, slope), False))
-    if across[1] and _has_rules(half.T, -slope):
-        (rows, thickness) = _find_rows(ink.T, mask.T, -slope)
+    # a ruled page's margin crosses each row only once: it is looked for once rules are found
+    lone = MARGIN_COVER if found else LONE_RULE_COVER
+    if (across[1] or found) and _has_rules(half.T, -slope, lone):
+        (rows, thickness) = _find_rows(ink.T, mask.T, -slope, lone)
         found.append(((rows.T, thickness), True))
     if not found:
         return ink, mask, rules
@@ -102,13 +107,13 @@ def _max_pool2(mask: np.ndarray) -> np.ndarray:
     return ((m[0::2, 0::2] | m[1::2, 0::2]) | (m[0::2, 1::2] | m[1::2, 1::2])).astype(np.uint8)
 
 
-def _has_rules(mask: np.ndarray, slope: float) -> bool:
+def _has_rules(mask: np.ndarray, slope: float, lone: float = LONE_RULE_COVER) -> bool:
     """Whether ``mask`` (uint8) holds rules running along rows at ``slope``."""
     h, w = mask.shape
-    return bool(_rule_bands(_shear(mask, _shifts(w, slope)), h, w)[0])
+    return bool(_rule_bands(_shear(mask, _shifts(w, slope)), h, w, lone)[0])
 
 
-def _rule_bands(m: np.ndarray, h: int, w: int):
+def _rule_bands(m: np.ndarray, h: int, w: int, lone: float = LONE_RULE_COVER):
     """([(start, stop) rows of each rule], long runs) in a sheared uint8 mask of an (h, w) image."""
     # a rule a pixel off straight (the angle is found to a tenth of a step) is bridged
     # by growing the mask one row up and down before the long opening
@@ -128,7 +133,7 @@ def _rule_bands(m: np.ndarray, h: int, w: int):
             bands += [(a + c, a + d) for c, d in _bands(peak) if d - c <= max_thickness]
         else:
             bands.append((a, b))
-    if not (len(bands) >= MIN_RULES or any(cover[a:b].max() >= LONE_RULE_COVER for a, b in bands)):
+    if not (len(bands) >= MIN_RULES or any(cover[a:b].max() >= lone for a, b in bands)):
         bands = []
     return bands, long_runs
 
@@ -187,13 +192,13 @@ def _runs(shifts: np.ndarray):
     return [(int(a), int(b), int(shifts[a])) for a, b in zip(starts, stops)]
 
 
-def _find_rows(ink: np.ndarray, mask: np.ndarray, slope: float):
+def _find_rows(ink: np.ndarray, mask: np.ndarray, slope: float, lone: float = LONE_RULE_COVER):
     """(pixels of the rules running along rows at ``slope`` that are no stronger than the
     rules themselves, the rules' thickness): a pen stroke lying along a rule stays."""
     h, w = mask.shape
     shifts = _shifts(w, slope)
     m = _shear(mask.view(np.uint8), shifts)
-    bands, long_runs = _rule_bands(m, h, w)
+    bands, long_runs = _rule_bands(m, h, w, lone)
     if not bands:
         return np.zeros_like(mask), 0
     x = _shear(ink, shifts)
