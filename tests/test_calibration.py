@@ -189,3 +189,33 @@ def test_the_refusal_threshold_from_the_metadata_decides_every_prediction_path(t
     model.metadata["refusal_threshold"] = 0.3  # below 1/2: a file no reader should trust
     with pytest.raises(DigitsError, match="refusal_threshold"):
         modelfile.load(model.save(tmp_path / "bad.safetensors"))
+
+
+def test_marks_refused_beside_digits_are_left_out_of_the_reading():
+    from digit_recognizer import predict, preprocess
+    from digit_recognizer.serve.inference import read_extraction
+    from test_preprocess import two_lines
+
+    model = _model(classes=11)
+    model.metadata["refusal_threshold"] = 0.6
+
+    def probs_for(ex, refused):
+        """Probabilities that read the marks (in reading order) as 7, 7, 3, refusing ``refused``."""
+        probs = np.full((len(ex.pool), 11), 0.01, np.float32)
+        for position, (i, digit) in enumerate(zip(ex.indices, (7, 7, 3))):
+            probs[i, 10 if position in refused else digit] = 0.9
+        return probs
+
+    ex = preprocess.extract(two_lines())          # "7" over "73"
+    assert predict.read(model, ex, probs=probs_for(ex, {0}))["number"] == "73"  # the top line is gone
+    assert ex.line_lengths == [2] and len(ex.digits) == 2
+    ex = preprocess.extract(two_lines())
+    assert predict.read(model, ex, probs=probs_for(ex, {2}))["lines"] == ["7", "7"]
+    ex = preprocess.extract(two_lines())
+    assert predict.read(model, ex, probs=probs_for(ex, {0, 1, 2}))["error"] == "not a digit"
+    # the page's payload pairs each digit read with its own probabilities
+    ex = preprocess.extract(two_lines())
+    probs = probs_for(ex, {1})
+    model.predict_proba = lambda pool: probs
+    page = read_extraction(model, ex, 3)
+    assert page["lines"] == ["7", "3"] and [d["probabilities"].index(0.9) for d in page["digits"]] == [7, 3]

@@ -18,7 +18,8 @@ instead of ``"number"``, and ``"digits"`` line after line.
 
 A model with a "not a digit" class (the shipped one) answers
 ``{"error": "not a digit", "not_a_digit": 0.97}`` when that class's probability
-reaches the model's ``refusal_threshold`` for any digit read; otherwise its digits' probabilities are those of
+reaches the model's ``refusal_threshold`` for every mark read (marks refused beside
+digits, such as a smudge or a stray letter, are left out of the reading); otherwise its digits' probabilities are those of
 the digit classes (calibrated, so they leave room for "not a digit").
 """
 
@@ -100,8 +101,9 @@ def predict_image(model, source, top_k: int = 3, *, deskew: bool = False, steps_
 
 def read(model, ex: preprocess.Extraction, top_k: int = 3, probs=None) -> dict:
     """The result for an ``Extraction``: the model scores every candidate digit, picks
-    each group's reading (``ex.choose``), and reports it. Afterwards ``ex.digits`` are
-    the network inputs that were read. ``probs``: the model's output for ``ex.pool``,
+    each group's reading (``ex.choose``), leaves out marks refused as "not a digit" beside
+    digits (``ex.keep``), and reports it. Afterwards ``ex.digits`` are the network inputs
+    that were read. ``probs``: the model's output for ``ex.pool``,
     when already computed (batched over many images)."""
     probs = np.asarray(model.predict_proba(ex.pool) if probs is None else probs)
     reject = not_a_digit_index(model)
@@ -109,6 +111,10 @@ def read(model, ex: preprocess.Extraction, top_k: int = 3, probs=None) -> dict:
     ex.choose(probs if reject is None else probs[:, :reject])
     classes = getattr(model, "classes", None)
     threshold = getattr(model, "refusal_threshold", 0.5)
+    if reject is not None:
+        refused = probs[ex.indices, reject] >= threshold
+        if refused.any() and not refused.all():
+            ex.keep(~refused)
     return _with_class_names(_result(probs[ex.indices], top_k, ex.line_lengths, reject, threshold),
                              classes if reject is None else classes[:reject])
 

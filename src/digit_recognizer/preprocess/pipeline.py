@@ -82,6 +82,22 @@ class Extraction:
     def boxes(self) -> list:
         return [self.pool_boxes[i] for i in self.indices]
 
+    def keep(self, kept) -> None:
+        """Read only the digits (of ``indices``) where ``kept`` is true: each group keeps
+        its remaining pieces as its reading; a group with none left, or a line, disappears."""
+        kept = iter(np.asarray(kept, dtype=bool))
+        groups = []
+        for g, (options, c) in enumerate(zip(self.options, self.choice)):
+            reading = [i for i in options[c] if next(kept)]
+            if reading:
+                groups.append((g, reading))
+        line_of = self.line_of or [0] * len(self.options)
+        lines = sorted({line_of[g] for g, _ in groups})
+        self.line_of = [lines.index(line_of[g]) for g, _ in groups]
+        self.options = [[reading] for _, reading in groups]
+        self.choice, self.guess = [0] * len(groups), [0] * len(groups)
+        self.lattices = [None] * len(groups)
+
     def choose(self, probs: np.ndarray) -> None:
         """Per group, take the reading the model believes most: the highest product of
         the digits' top probabilities, times SPLIT_PRIOR per digit more or fewer
