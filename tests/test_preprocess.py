@@ -560,3 +560,15 @@ def test_a_blurred_10_px_digit_in_a_noisy_photo_is_found():
     assert len(ex.digits) == 1
     top, left, bottom, right = (v * 640 / ex.gray.shape[1] for v in ex.boxes[0])
     assert 285 <= top < bottom <= 315 and 385 <= left < right <= 415
+
+
+@pytest.mark.parametrize("digit, height, blur", [("5", 12, 1.0), ("0", 10, 1.0), ("8", 12, 1.0)])
+def test_a_blurred_small_digit_is_not_read_as_a_blob(digit, height, blur):
+    from digit_recognizer.preprocess.normalize import to_28x28
+
+    big = 255 - np.asarray(drawn(digit), np.float32)  # 150-px glyph, area-averaged to `height` px
+    size = (round(200 * height / 110), round(240 * height / 110))
+    small = ndimage.gaussian_filter(np.asarray(Image.fromarray(big).resize(size, Image.Resampling.BOX)) / 255, blur)
+    rows, cols = np.flatnonzero(small.max(1) > 0.05 * small.max()), np.flatnonzero(small.max(0) > 0.05 * small.max())
+    crop = small[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
+    assert similar(to_28x28(crop), preprocess.to_mnist(drawn(digit))) > 0.8
