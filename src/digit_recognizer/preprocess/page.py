@@ -88,10 +88,10 @@ INK_SHARE = 0.2  # ink never covers more of a page than this (beyond half its co
 # FLAT_LEVELS grey levels of its median; paper in a photo varies more with the light.
 FLAT_SHARE = 0.7
 FLAT_LEVELS = 8
-# A pixel is ink only when it stands out from the paper by this many robust sigmas of the
-# paper's noise: in a 640x480 photo, a JPEG's noise passes 4 sigmas at a few hundred pixels,
-# which would be as many specks; 6 leaves about one, while the strokes of a digit 8 px high
-# keep some 40-140 pixels.
+# When Otsu's threshold falls in the paper's noise, a pixel is ink only when it stands out
+# from the paper by this many robust sigmas of the noise: in a 640x480 photo, a JPEG's noise
+# passes 4 sigmas at a few hundred pixels, which would be as many specks; 5 leaves a few single
+# pixels (too small to be read), while the strokes of a digit 8 px high keep some 40-140.
 NOISE_SIGMAS = 5
 # Paper darker than this (fraction of white) is not brightened further: in the deepest
 # shadow the noise would be amplified into ink.
@@ -353,7 +353,8 @@ def ink_map(x: np.ndarray, inverted: bool = True, even: bool = True):
     a shadow is as strong as one in full light, and a shadow's edge is no ink.
     mask: ink above Otsu's threshold of the ink histogram (at least MIN_CONTRAST / 2); on a
     page whose only ink is a digit a few pixels high, Otsu's threshold falls in the paper's
-    noise, and the threshold is then NOISE_SIGMAS above it (``paper_noise``).
+    noise (what it calls ink averages under NOISE_SIGMAS above the paper), and the threshold
+    is then NOISE_SIGMAS above the paper (``paper_level``).
     """
     background = estimate_background(x, even)
     ink = cv2.subtract(x, background)  # saturating: x - background, floored at 0
@@ -362,25 +363,30 @@ def ink_map(x: np.ndarray, inverted: bool = True, even: bool = True):
         ink = cv2.divide(ink, paper, scale=255)  # saturating uint8 ink * 255 / paper
     hist = cv2.calcHist([ink], [0], None, [256], [0, 256]).ravel()
     threshold = max(otsu_threshold(hist), 0.5 * MIN_CONTRAST)
-    if threshold < paper_noise(ink, 4):  # Otsu split the noise: nothing but a few strokes is ink
-        threshold = max(threshold, paper_noise(ink))
+    above = hist[int(threshold * 255) + 1 :]
+    if above.sum() > 0:
+        ink_level = float(above @ np.arange(256 - len(above), 256)) / float(above.sum()) / 255
+        paper, sigma = paper_level(ink)
+        if ink_level < paper + NOISE_SIGMAS * sigma:  # what Otsu calls ink is mostly the noise's tail
+            threshold = max(threshold, paper + NOISE_SIGMAS * sigma)
     return ink, ink > threshold * 255, background
 
 
 def noise_floor(ink: np.ndarray) -> float:
     """Weakest mean ink (in [0, 1]) a real stroke has: the paper's level + 4 robust sigmas
     of its noise, at least MIN_CONTRAST."""
-    return max(MIN_CONTRAST, paper_noise(ink, 4))
+    paper, sigma = paper_level(ink)
+    return max(MIN_CONTRAST, paper + 4 * sigma)
 
 
-def paper_noise(ink: np.ndarray, sigmas: float = NOISE_SIGMAS) -> float:
-    """The paper's level + ``sigmas`` robust sigmas of its noise, in [0, 1] (``ink``: uint8)."""
+def paper_level(ink: np.ndarray) -> tuple[float, float]:
+    """(median, robust sigma: 1.4826 median absolute deviations) of ``ink`` (uint8), in [0, 1]."""
     step = max(1, int(np.sqrt(ink.size / 5_000)))
     sample = ink[::step, ::step].ravel()
     median = hist_percentile(np.bincount(sample, minlength=256), 50)
     deviation = np.abs(sample.astype(np.int16) - round(median * 255)).astype(np.uint8)
     mad = hist_percentile(np.bincount(deviation, minlength=256), 50)
-    return median + sigmas * 1.4826 * mad
+    return median, 1.4826 * mad
 
 
 def polarity(gray: np.ndarray) -> tuple[bool, bool]:
