@@ -237,7 +237,8 @@ def test_training_with_negatives_learns_a_not_a_digit_class_and_a_temperature(mn
     assert model.classes == [str(d) for d in range(10)] + ["not a digit"]
     assert model.not_a_digit_index == 10
     record = model.metadata["calibration"]
-    assert record["split"] == "validation" and record["n"] == 200 + 30  # a tenth of each, held out
+    # a tenth of each held out: 200 MNIST digits, 30 non-digits, 8 of the 75 printed digits
+    assert record["split"] == "validation" and record["n"] == 200 + 30 + 8
     assert model.temperature == record["temperature"] == summary["temperature"]
     assert record["nll_after"] <= record["nll_before"] + 1e-12  # the fitted T minimises the NLL
     metrics = model.metadata["metrics"]
@@ -246,7 +247,8 @@ def test_training_with_negatives_learns_a_not_a_digit_class_and_a_temperature(mn
     # unless that takes a threshold above its ceiling, 0.999
     threshold = model.refusal_threshold
     assert 0.5 <= threshold == record["refusal_threshold"] <= 0.999
-    _, _, (x_val, y_val), _ = splits(config)
+    _, (x_train, y_train), (x_val, y_val), _ = splits(config)
+    assert len(y_train) == 1800 + 270 + 67 and (y_train[-67:] < 10).all()  # printed digits are digits
     refused = model.predict_proba(x_val)[:, 10] >= threshold
     assert record["digits_refused"] == pytest.approx(refused[y_val != 10].mean())
     assert record["non_digits_refused"] == pytest.approx(refused[y_val == 10].mean())

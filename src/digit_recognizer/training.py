@@ -509,18 +509,31 @@ def calibrate(model: modelfile.Model, images: np.ndarray, labels: np.ndarray) ->
     return record
 
 
+#: Digits printed in the glyphs' fonts, per generated non-digit (see _add_negatives).
+PRINTED_DIGITS_PER_NEGATIVE = 0.25
+
+
 def _add_negatives(config: TrainConfig, label: int, train_set, val_set):
     """Append ``config.negatives`` generated non-digits, labelled ``label``, to the training
-    and validation sets, shared in proportion to their sizes (same seed, same images)."""
+    and validation sets, shared in proportion to their sizes (same seed, same images), and
+    a quarter as many digits printed in the same fonts as the letters among them, labelled
+    with their digits: without them every font-drawn image the model sees is a non-digit,
+    and it learns to refuse printed digits."""
     from digit_recognizer.data import negatives
 
-    n_val = round(config.negatives * len(val_set[1]) / (len(train_set[1]) + len(val_set[1])))
+    n_printed = round(config.negatives * PRINTED_DIGITS_PER_NEGATIVE)
     images, _ = negatives.generate(config.negatives, negatives.TRAIN_KINDS, seed=config.seed + 7,
                                    data_dir=config.data_dir)
+    printed, digits = negatives.printed_digits(n_printed, seed=config.seed + 8)
+    share = len(val_set[1]) / (len(train_set[1]) + len(val_set[1]))
+    n_val, n_val_printed = round(config.negatives * share), round(n_printed * share)
+    extra_labels = np.full(len(images), label, dtype=train_set[1].dtype)
+    digits = digits.astype(train_set[1].dtype)
     parts = []
-    for (x, y), extra in ((train_set, images[n_val:]), (val_set, images[:n_val])):
-        parts.append((np.concatenate([x, extra]),
-                      np.concatenate([y, np.full(len(extra), label, dtype=y.dtype)])))
+    for (x, y), neg, pr in ((train_set, slice(n_val, None), slice(n_val_printed, None)),
+                            (val_set, slice(None, n_val), slice(None, n_val_printed))):
+        parts.append((np.concatenate([x, images[neg], printed[pr]]),
+                      np.concatenate([y, extra_labels[neg], digits[pr]])))
     return parts
 
 

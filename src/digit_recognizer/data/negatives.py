@@ -229,6 +229,22 @@ def drawings(n: int, kinds=TRAIN_KINDS, seed: int = 0, data_dir=None):
         yield which, drawing
 
 
+def printed_digits(n: int, seed: int = 0, fonts=TRAIN_FONTS) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` digits rendered from the fonts the glyph non-digits come from, MNIST style:
+    (uint8 (n, 28, 28), digit (n,)), the digits taking turns. Trained on as digits beside the
+    glyphs, they keep the model from learning "drawn by a font" as "not a digit"."""
+    from digit_recognizer import preprocess
+
+    rng = np.random.default_rng(seed)
+    images, labels = np.zeros((n, 28, 28), np.uint8), np.arange(n) % 10
+    for i, digit in enumerate(labels):
+        image, draw = _canvas()
+        font = _font(fonts[rng.integers(len(fonts))], int(rng.integers(56, 90)))
+        draw.text((_CANVAS / 2, _CANVAS / 2), str(digit), fill=255, font=font, anchor="mm")
+        images[i] = np.round(255 * np.clip(preprocess.to_mnist(np.asarray(image)), 0.0, 1.0))
+    return images, labels
+
+
 def generate(n: int, kinds=TRAIN_KINDS, seed: int = 0, data_dir=None) -> tuple[np.ndarray, np.ndarray]:
     """``n`` non-digit images, MNIST style: (uint8 (n, 28, 28), kind index (n,) into ``kinds``).
 
