@@ -366,7 +366,7 @@ def ink_map(x: np.ndarray, inverted: bool = True, even: bool = True):
     above = hist[int(threshold * 255) + 1 :]
     if above.sum() > 0:
         ink_level = float(above @ np.arange(256 - len(above), 256)) / float(above.sum()) / 255
-        paper, sigma = paper_level(ink)
+        paper, sigma = _hist_level(hist)
         if ink_level < paper + NOISE_SIGMAS * sigma:  # what Otsu calls ink is mostly the noise's tail
             threshold = max(threshold, paper + NOISE_SIGMAS * sigma)
     return ink, ink > threshold * 255, background
@@ -377,6 +377,14 @@ def noise_floor(ink: np.ndarray) -> float:
     of its noise, at least MIN_CONTRAST."""
     paper, sigma = paper_level(ink)
     return max(MIN_CONTRAST, paper + 4 * sigma)
+
+
+def _hist_level(hist: np.ndarray) -> tuple[float, float]:
+    """``paper_level`` from the 256-bin histogram of the whole ink map (no sampling: the
+    deviations' histogram is the histogram folded about its median)."""
+    median = hist_percentile(hist, 50)
+    deviation = np.bincount(np.abs(np.arange(256) - round(median * 255)), weights=hist, minlength=256)
+    return median, 1.4826 * hist_percentile(deviation, 50)
 
 
 def paper_level(ink: np.ndarray) -> tuple[float, float]:
