@@ -19,8 +19,9 @@ instead of ``"number"``, and ``"digits"`` line after line.
 A model with a "not a digit" class (the shipped one) answers
 ``{"error": "not a digit", "not_a_digit": 0.97}`` when that class's probability
 reaches the model's ``refusal_threshold`` for every mark read (marks refused beside
-digits, such as a smudge or a stray letter, are left out of the reading); otherwise its digits' probabilities are those of
-the digit classes (calibrated, so they leave room for "not a digit").
+digits, such as a smudge or a stray letter, are left out of the reading); otherwise
+its digits' probabilities are those of the digit classes (calibrated, so they leave
+room for "not a digit").
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ def read(model, ex: preprocess.Extraction, top_k: int = 3, probs=None) -> dict:
     """The result for an ``Extraction``: the model scores every candidate digit, picks
     each group's reading (``ex.choose``), leaves out marks refused as "not a digit" beside
     digits (``ex.keep``), and reports it. Afterwards ``ex.digits`` are the network inputs
-    that were read. ``probs``: the model's output for ``ex.pool``,
-    when already computed (batched over many images)."""
+    that were read. ``probs``: the model's output for ``ex.pool``, when already computed
+    (batched over many images)."""
     probs = np.asarray(model.predict_proba(ex.pool) if probs is None else probs)
     reject = not_a_digit_index(model)
     # Readings are chosen by how surely their parts are digits, never by a sure "not a digit".
