@@ -91,7 +91,8 @@ def _assert_same_rows(rows, expected):
 @pytest.mark.slow
 def test_ray_table_equals_digits_predict_json(ray_data, scans, expected, tmp_path):
     assert len(expected) == 300
-    errors = [row for row in expected if row["error"]]
+    # the 20 blank and broken files; a digit or two the model refuses as "not a digit"
+    errors = [row for row in expected if row["error"] and row["error"] != "not a digit"]
     assert len(errors) == 20 and sum(row["number"] is not None for row in expected) >= 30
     out = tmp_path / "predictions.parquet"
     result = _bulk(scans, "--out", out)

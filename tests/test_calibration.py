@@ -219,3 +219,17 @@ def test_marks_refused_beside_digits_are_left_out_of_the_reading():
     model.predict_proba = lambda pool: probs
     page = read_extraction(model, ex, 3)
     assert page["lines"] == ["7", "3"] and [d["probabilities"].index(0.9) for d in page["digits"]] == [7, 3]
+
+
+def test_digits_predict_answers_not_a_digit_on_stdout_and_exits_0(tmp_path, capsys):
+    from digit_recognizer.cli import main
+    from test_preprocess import drawn
+
+    model_path = _biased(10).save(tmp_path / "refuses.safetensors")
+    drawn("A").save(tmp_path / "letter.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    assert main(["predict", "--model", str(model_path), str(tmp_path / "letter.png")]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{tmp_path / 'letter.png'}: not a digit (") and err == ""
+    # a file that cannot be read still fails the command
+    assert main(["predict", "--model", str(model_path), str(tmp_path / "letter.png"), str(tmp_path / "broken.png")]) == 1

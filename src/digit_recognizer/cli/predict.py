@@ -2,7 +2,8 @@
 and on Ray: `digits predict DIR_OR_GLOB --cluster ray --out FILE [--resume]` (see ``cli.bulk``).
 
 A thin layer over ``predict.predict_paths``: every input is read even when
-others fail; the exit code is 1 when any input failed.
+others fail; the exit code is 1 when any input failed. An image read and found to be
+no digit ("not a digit") is an answer, not a failure.
 """
 
 from __future__ import annotations
@@ -57,11 +58,18 @@ def run(args, prog: str = "digits") -> int:
         sys.stdout.write(json_lines(results))
     else:
         for r in results:
-            if "error" in r:
+            if _failed(r):
                 print(f"{prog}: error: {printable(r['path'])}: {r['error']}", file=sys.stderr)
             else:
                 print(describe(r))
-    return 1 if any("error" in r for r in results) else 0
+    return 1 if any(_failed(r) for r in results) else 0
+
+
+def _failed(result: dict) -> bool:
+    """Whether an input could not be read (an error other than "not a digit")."""
+    from digit_recognizer.predict import NOT_A_DIGIT
+
+    return "error" in result and result["error"] != NOT_A_DIGIT
 
 
 def json_lines(results: list[dict]) -> str:
@@ -78,7 +86,10 @@ def reading(result: dict) -> str:
 
 def describe(result: dict) -> str:
     """For people: ``photo.jpg: 7 (99.8%)``, with the runners-up when unsure; several
-    lines of digits are printed one per line under ``page.jpg: 2 lines (97.0%)``."""
+    lines of digits are printed one per line under ``page.jpg: 2 lines (97.0%)``;
+    ``letter.png: not a digit (96.0%)``."""
+    if "error" in result:  # "not a digit", with how sure the model is of that
+        return f"{printable(result['path'])}: {result['error']} ({100 * result['not_a_digit']:.1f}%)"
     if "lines" in result:
         head = f"{printable(result['path'])}: {len(result['lines'])} lines ({100 * result['confidence']:.1f}%)"
         line = "\n".join([head] + [f"  {text}" for text in result["lines"]])
