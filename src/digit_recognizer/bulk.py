@@ -200,6 +200,6 @@ def _read_on_ray(ray, todo, writer, model_bytes, top_k, deskew, batch_size, work
         for batch in rows.iter_batches(batch_size=None, batch_format="numpy"):
             written = [json.loads(text) for text in batch["row"]]
             writer.write(written)
-            errors += sum(row["error"] not in (None, predict.NOT_A_DIGIT) for row in written)
+            errors += sum(predict.failed(row["error"]) for row in written)
             bar.update(len(written))
     return errors

@@ -38,6 +38,12 @@ LOW_CONFIDENCE = 0.75  # below this a reading is flagged "low_confidence"
 NOT_A_DIGIT = "not a digit"  # the error for an input the model classes as no digit
 
 
+def failed(error: str | None) -> bool:
+    """Whether a result's ``error`` means its input could not be read: "not a digit" is an
+    answer, not a failure."""
+    return error is not None and error != NOT_A_DIGIT
+
+
 def not_a_digit_index(model) -> int | None:
     """The column of the model's "not a digit" class (always its last), or None."""
     return getattr(model, "not_a_digit_index", None)

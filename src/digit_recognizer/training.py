@@ -494,7 +494,7 @@ def calibrate(model: modelfile.Model, images: np.ndarray, labels: np.ndarray) ->
          f"ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f}")
     reject = model.not_a_digit_index
     if reject is not None and (labels != reject).any():
-        p_reject = nn.softmax(logits / np.float32(temperature))[:, reject]
+        p_reject = proba[:, reject]  # calibrated: the loop above ended at T = temperature
         digits = labels != reject
         threshold = calibration.fit_refusal_threshold(p_reject[digits])
         record["refusal_threshold"] = threshold

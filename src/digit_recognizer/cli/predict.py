@@ -58,18 +58,11 @@ def run(args, prog: str = "digits") -> int:
         sys.stdout.write(json_lines(results))
     else:
         for r in results:
-            if _failed(r):
+            if predict.failed(r.get("error")):
                 print(f"{prog}: error: {printable(r['path'])}: {r['error']}", file=sys.stderr)
             else:
                 print(describe(r))
-    return 1 if any(_failed(r) for r in results) else 0
-
-
-def _failed(result: dict) -> bool:
-    """Whether an input could not be read (an error other than "not a digit")."""
-    from digit_recognizer.predict import NOT_A_DIGIT
-
-    return "error" in result and result["error"] != NOT_A_DIGIT
+    return 1 if any(predict.failed(r.get("error")) for r in results) else 0
 
 
 def json_lines(results: list[dict]) -> str:

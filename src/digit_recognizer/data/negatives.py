@@ -84,14 +84,21 @@ def _canvas():
     return image, ImageDraw.Draw(image)
 
 
-def _glyph(rng, fonts) -> np.ndarray | None:
+def _random_font(rng, fonts):
+    return _font(fonts[rng.integers(len(fonts))], int(rng.integers(56, 90)))
+
+
+def _text(font, text: str) -> np.ndarray:
+    """``text`` drawn in ``font``, centred on the canvas."""
     image, draw = _canvas()
-    font = _font(fonts[rng.integers(len(fonts))], int(rng.integers(56, 90)))
-    char = GLYPHS[rng.integers(len(GLYPHS))]
-    if not _has_glyph(font, char):
-        return None
-    draw.text((_CANVAS / 2, _CANVAS / 2), char, fill=255, font=font, anchor="mm")
+    draw.text((_CANVAS / 2, _CANVAS / 2), text, fill=255, font=font, anchor="mm")
     return np.asarray(image)
+
+
+def _glyph(rng, fonts) -> np.ndarray | None:
+    font = _random_font(rng, fonts)
+    char = GLYPHS[rng.integers(len(GLYPHS))]
+    return _text(font, char) if _has_glyph(font, char) else None
 
 
 def _points(rng, n, margin=16):
@@ -233,16 +240,19 @@ def printed_digits(n: int, seed: int = 0, fonts=TRAIN_FONTS) -> tuple[np.ndarray
     """``n`` digits rendered from the fonts the glyph non-digits come from, MNIST style:
     (uint8 (n, 28, 28), digit (n,)), the digits taking turns. Trained on as digits beside the
     glyphs, they keep the model from learning "drawn by a font" as "not a digit"."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    images = np.zeros((n, 28, 28), np.uint8)
+    for i, digit in enumerate(labels):
+        images[i] = _mnist_style(_text(_random_font(rng, fonts), str(digit)))
+    return images, labels
+
+
+def _mnist_style(drawing: np.ndarray) -> np.ndarray:
+    """A drawing brought to MNIST style by ``preprocess.to_mnist``, as uint8 (28, 28)."""
     from digit_recognizer import preprocess
 
-    rng = np.random.default_rng(seed)
-    images, labels = np.zeros((n, 28, 28), np.uint8), np.arange(n) % 10
-    for i, digit in enumerate(labels):
-        image, draw = _canvas()
-        font = _font(fonts[rng.integers(len(fonts))], int(rng.integers(56, 90)))
-        draw.text((_CANVAS / 2, _CANVAS / 2), str(digit), fill=255, font=font, anchor="mm")
-        images[i] = np.round(255 * np.clip(preprocess.to_mnist(np.asarray(image)), 0.0, 1.0))
-    return images, labels
+    return np.round(255 * np.clip(preprocess.to_mnist(drawing), 0.0, 1.0))
 
 
 def generate(n: int, kinds=TRAIN_KINDS, seed: int = 0, data_dir=None) -> tuple[np.ndarray, np.ndarray]:
@@ -251,8 +261,6 @@ def generate(n: int, kinds=TRAIN_KINDS, seed: int = 0, data_dir=None) -> tuple[n
     The kinds take turns (as equal shares as n allows); the same seed gives the same images.
     A drawing that preprocessing finds empty is drawn again.
     """
-    from digit_recognizer import preprocess
-
     rng = np.random.default_rng(seed)
     makers = [_maker(kind, data_dir) for kind in kinds]
     images = np.zeros((n, 28, 28), np.uint8)
@@ -266,9 +274,8 @@ def generate(n: int, kinds=TRAIN_KINDS, seed: int = 0, data_dir=None) -> tuple[n
                 images[i] = np.asarray(drawing)
                 break
             try:
-                x = preprocess.to_mnist(drawing)
+                images[i] = _mnist_style(drawing)
             except DigitsError:
                 continue
-            images[i] = np.round(255 * np.clip(x, 0.0, 1.0))
             break
     return images, which
