@@ -8,6 +8,7 @@ makes from two versions of one picture (white-on-black vs black-on-white, a
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -572,3 +573,44 @@ def test_a_blurred_small_digit_is_not_read_as_a_blob(digit, height, blur):
     rows, cols = np.flatnonzero(small.max(1) > 0.05 * small.max()), np.flatnonzero(small.max(0) > 0.05 * small.max())
     crop = small[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
     assert similar(to_28x28(crop), preprocess.to_mnist(drawn(digit))) > 0.8
+
+
+@pytest.mark.parametrize("digit_in", ["the light, at the shadow's edge", "the deep shadow"])
+def test_a_hard_deep_shadow_is_no_table_and_keeps_the_digit(digit_in, seven):
+    # Part of the page in a shadow so deep that the lit part looks like a sheet on a dark table:
+    # the digit, whether it reaches the shadow's slanted edge or lies in the shadow, is kept.
+    yy, xx = np.mgrid[:480, :640].astype(np.float32)
+    lit_side = xx < 400 + 0.2 * (yy - 240)
+    if digit_in == "the deep shadow":
+        light, centre = np.where(lit_side, 0.15, 1.0), (250, 240)
+    else:
+        light, centre = np.where(lit_side, 1.0 - 0.4 * xx / 640, 0.15), (352, 240)
+    page = Image.new("L", (640, 480), 235)
+    ImageDraw.Draw(page).text(centre, "7", fill=30, font=ImageFont.truetype(FONT, 150), anchor="mm")
+    ex = preprocess.extract(photo_noise(lit(page, light)))
+    assert ex.inverted and len(ex.digits) == 1 and similar(ex.digits[0], seven) > 0.9
+
+
+def test_a_small_digit_in_a_deep_shadow_beside_lit_paper():
+    # The detail look at a small digit must not take the lit paper's noise for ink (the
+    # shadow's edges pull the ink threshold down into it), nor the lit paper for a sheet.
+    yy, xx = np.mgrid[:480, :640].astype(np.float32)
+    light = np.where((xx - 320) + 0.8 * (yy - 240) < 0, 0.2, 1.0)
+    light = np.where(np.hypot(xx - 500, yy - 120) < 90, 1.15, light)
+    page = Image.new("L", (640, 480), 220)
+    ImageDraw.Draw(page).text((200, 200), "0", fill=20, font=ImageFont.truetype(FONT, 22), anchor="mm")
+    buffer = io.BytesIO()
+    photo_noise(lit(page, light)).save(buffer, "JPEG", quality=75)
+    ex = preprocess.extract(buffer.getvalue())
+    assert ex.inverted and len(ex.digits) == 1
+    top, left, bottom, right = (v * 640 / ex.gray.shape[1] for v in ex.boxes[0])
+    assert 185 <= top < bottom <= 215 and 185 <= left < right <= 215
+
+
+def test_a_small_digit_under_wedges_of_deep_shadow_in_a_photo():
+    # A "0" 40 px high in a 800x600 phone photo (JPEG) crossed by a pen's shadow and a deep
+    # wedge: looked at in detail, the lit paper's noise passed the ink threshold, which the
+    # shadows' edges had pulled down, and covered a third of the page.
+    ex = preprocess.extract(Path(__file__).parent / "images" / "small-0-in-deep-shadow.jpg")
+    assert ex.mask.mean() < 0.05
+    assert len(ex.digits) == 1

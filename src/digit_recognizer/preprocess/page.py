@@ -54,6 +54,7 @@ TABLE_CONTRAST = 90
 # levels under its neighbourhood, and 3 times further under it than the table's own texture
 # takes most blocks (wood grain, a weave: all over; strokes: here and there).
 INK_DIP = 40
+INK_DIP_SHARE = 0.5  # ... or half the brightness of its neighbourhood, whichever is less
 INK_BLOCKS = 5  # blocks: wider than a stroke (1-3 blocks of a 64-block side), narrower than a shadow
 # Polarity is judged on about this many samples of the page (its long side ~170 px).
 POLARITY_SAMPLES = 20_000
@@ -164,7 +165,13 @@ def paper_only(gray: np.ndarray) -> tuple[np.ndarray, float]:
     if not (compact and (contrast > 60 and borders <= 2 or contrast > 110 and borders == 3)
             or contrast > TABLE_CONTRAST and _convex(ndimage.binary_fill_holes(sheet))):
         return gray, 0.0
-    sheet = ndimage.binary_fill_holes(sheet)  # with the ink on it
+    # With the ink on it: strokes inside, and strokes that reach its edge (closed over first:
+    # a sheet's edge is straight, so only the notches such strokes leave are filled; beyond
+    # the photo lies no sheet, so a strip of table along its edge stays table).
+    r = INK_BLOCKS
+    closed = cv2.morphologyEx(cv2.copyMakeBorder(sheet.view(np.uint8), r, r, r, r, cv2.BORDER_CONSTANT, value=0),
+                              cv2.MORPH_CLOSE, np.ones((INK_BLOCKS, INK_BLOCKS), np.uint8))[r:-r, r:-r]
+    sheet = ndimage.binary_fill_holes(closed.view(bool))
     outside = small[~sheet]
     if outside.size == 0:
         return gray, 0.0  # with the ink on it, the region is the whole photo: no table
@@ -210,8 +217,12 @@ def _ink_around(gray: np.ndarray, sheet: np.ndarray, step: int) -> bool:
     h, w = min(darkest.shape[0], sheet.shape[0]), min(darkest.shape[1], sheet.shape[1])
     # not the sheet's edge: the sheet's outline on the sample may lie a block inside it
     away = ~ndimage.binary_dilation(sheet, iterations=2)[:h, :w]
-    dip = dip[:h, :w][away]
-    return dip.size > 0 and bool(np.count_nonzero(dip > max(INK_DIP, 3 * np.median(dip))) >= 2)
+    dip, closed = dip[:h, :w][away], closed[:h, :w][away]
+    if dip.size == 0:
+        return False
+    # (in a deep shadow ink dips fewer grey levels, but as far in proportion to its paper)
+    deep = np.minimum(INK_DIP, INK_DIP_SHARE * closed.astype(np.float32))
+    return bool(np.count_nonzero(dip > np.maximum(deep, max(STROKE_LEVELS, 3 * np.median(dip)))) >= 2)
 
 
 def pool(x: np.ndarray, k: int, op=np.maximum) -> np.ndarray:
@@ -344,8 +355,8 @@ def _line_kernels(length: int) -> tuple[np.ndarray, ...]:
     return tuple(kernels)
 
 
-def ink_map(x: np.ndarray, inverted: bool = True, even: bool = True):
-    """(ink, mask, background) from ``x`` (uint8, bright ink).
+def ink_map(x: np.ndarray, inverted: bool = True, even: bool = True, floor: float = 0.0):
+    """(ink, mask, background, threshold) from ``x`` (uint8, bright ink).
 
     ink: the ink's contrast against its own paper, uint8 (255 = full contrast).
     For dark ink on paper (``inverted``), light multiplies what the paper
@@ -354,7 +365,8 @@ def ink_map(x: np.ndarray, inverted: bool = True, even: bool = True):
     mask: ink above Otsu's threshold of the ink histogram (at least MIN_CONTRAST / 2); on a
     page whose only ink is a digit a few pixels high, Otsu's threshold falls in the paper's
     noise (what it calls ink averages under NOISE_SIGMAS above the paper), and the threshold
-    is then NOISE_SIGMAS above the paper (``paper_level``).
+    is then NOISE_SIGMAS above the paper (``paper_level``). ``floor``: the lowest threshold
+    taken (in [0, 1]); ``threshold``: the one taken.
     """
     background = estimate_background(x, even)
     ink = cv2.subtract(x, background)  # saturating: x - background, floored at 0
@@ -362,14 +374,14 @@ def ink_map(x: np.ndarray, inverted: bool = True, even: bool = True):
         paper = np.maximum(255 - background, np.uint8(DARKEST_PAPER * 255))
         ink = cv2.divide(ink, paper, scale=255)  # saturating uint8 ink * 255 / paper
     hist = cv2.calcHist([ink], [0], None, [256], [0, 256]).ravel()
-    threshold = max(otsu_threshold(hist), 0.5 * MIN_CONTRAST)
+    threshold = max(otsu_threshold(hist), 0.5 * MIN_CONTRAST, floor)
     above = hist[int(threshold * 255) + 1 :]
     if above.sum() > 0:
         ink_level = float(above @ np.arange(256 - len(above), 256)) / float(above.sum()) / 255
         paper, sigma = _hist_level(hist)
         if ink_level < paper + NOISE_SIGMAS * sigma:  # what Otsu calls ink is mostly the noise's tail
             threshold = max(threshold, paper + NOISE_SIGMAS * sigma)
-    return ink, ink > threshold * 255, background
+    return ink, ink > threshold * 255, background, threshold
 
 
 def noise_floor(ink: np.ndarray) -> float:

@@ -10,7 +10,9 @@ import numpy as np
 from digit_recognizer.errors import DigitsError
 from digit_recognizer.preprocess.load import DECODE_SIDE, load_image, to_gray
 from digit_recognizer.preprocess.normalize import digit_crop, to_28x28
-from digit_recognizer.preprocess.page import DETAIL_WORK_SIDE, WORK_SIDE, ink_map, max_pool, paper_only, polarity
+from digit_recognizer.preprocess.page import (
+    DETAIL_WORK_SIDE, INK_SHARE, WORK_SIDE, ink_map, max_pool, paper_only, polarity,
+)
 from digit_recognizer.preprocess.rules import looks_ruled, remove_rules
 from digit_recognizer.preprocess.segmentation import cut_lattice, find_digits
 
@@ -172,9 +174,14 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
     x_full = 255 - gray_full if inverted else gray_full  # uint8, bright ink
     # At WORK_SIDE first; a page that looks ruled, or whose digits are small (or not found) there, is
     # read again at DETAIL_WORK_SIDE (most photos are not, and pay for the smaller size only).
+    first = None  # the first look's threshold, when it found digits (on a page not ruled)
     for side in (WORK_SIDE, DETAIL_WORK_SIDE):
         x = max_pool(x_full, side)
-        ink, mask, background = ink_map(x, inverted, even)
+        ink, mask, background, threshold = ink_map(x, inverted, even)
+        if first is not None and np.count_nonzero(mask) > INK_SHARE * mask.size:
+            # More than ink ever covers, where the first look found digits: the noise of lit
+            # paper beside a deep shadow, whose edges took the threshold down. The first holds.
+            ink, mask, background, threshold = ink_map(x, inverted, even, floor=first)
         if side == WORK_SIDE and x.shape != x_full.shape and looks_ruled(mask):
             continue
         ink, mask, rules = remove_rules(ink, mask)
@@ -182,6 +189,7 @@ def extract(source, *, single: bool = False, deskew: bool = False) -> Extraction
         tallest = max((b - t for line in lines for (t, _, b, _), _ in line), default=0)
         if side == DETAIL_WORK_SIDE or x.shape == x_full.shape or tallest >= SMALL_DIGIT:
             break
+        first = threshold if lines else None
     groups = [g for line in lines for g in line]
     line_of = [k for k, line in enumerate(lines) for _ in line]
     if not groups:
