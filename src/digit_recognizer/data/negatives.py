@@ -33,10 +33,10 @@ import numpy as np
 from digit_recognizer.errors import DigitsError
 
 #: Letters and symbols rendered as negatives. Left out: anything that reads as a digit
-#: (O o Q D 0; I l i j | ! 1; Z z 2; S s $ 5; B 8; G b 6; g q 9; T 7; A is kept).
+#: (O o Q D 0; I l i j | ! ( ) [ ] 1; Z z 2; S s $ 5; B 8; G b 6; g q 9; T 7; A is kept).
 GLYPHS = (
     "ACEFHKLMNPRUVWXYacdefhkmnprtuvwxy"
-    "&#@%?+=*<>{}[]()~^€£¥§¶©®∞√π∑Ω∆µ≠±÷×†‡«»¿ÆæØøÞðßŁłŒœ"
+    "&#@%?+=*<>{}~^€£¥§¶©®∞√π∑Ω∆µ≠±÷×†‡«»¿ÆæØøÞðßŁłŒœ"
 )
 TRAIN_FONTS = (
     "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSerif.ttf",
@@ -249,10 +249,26 @@ def printed_digits(n: int, seed: int = 0, fonts=TRAIN_FONTS) -> tuple[np.ndarray
 
 
 def _mnist_style(drawing: np.ndarray) -> np.ndarray:
-    """A drawing brought to MNIST style by ``preprocess.to_mnist``, as uint8 (28, 28)."""
-    from digit_recognizer import preprocess
+    """A clean drawing (white ink on black) brought to MNIST style as the page reader brings
+    a clean canvas: the ink above Otsu's threshold with its anti-aliased rim, cropped, then
+    ``preprocess.normalize.to_28x28``; uint8 (28, 28). Not through the whole reader: its
+    photo heuristics (shadows, sheets, rules) would change the training data as they change."""
+    import cv2
 
-    return np.round(255 * np.clip(preprocess.to_mnist(drawing), 0.0, 1.0))
+    from digit_recognizer.preprocess import NO_DIGIT
+    from digit_recognizer.preprocess.normalize import to_28x28
+    from digit_recognizer.preprocess.page import otsu_threshold
+    from digit_recognizer.preprocess.segmentation import grow
+
+    ink = np.ascontiguousarray(drawing, np.uint8)
+    threshold = otsu_threshold(cv2.calcHist([ink], [0], None, [256], [0, 256]).ravel()) * 255
+    mask = ink > threshold
+    if threshold >= 255 or not mask.any():
+        raise DigitsError(NO_DIGIT)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    keep = grow(mask)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    crop = np.where(keep, ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] * np.float32(1 / 255), np.float32(0))
+    return np.round(255 * np.clip(to_28x28(crop), 0.0, 1.0))
 
 
 def generate(n: int, kinds=TRAIN_KINDS, seed: int = 0, data_dir=None) -> tuple[np.ndarray, np.ndarray]:
