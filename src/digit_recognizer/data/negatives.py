@@ -3,8 +3,8 @@
 A model that has only ever seen digits answers a digit for anything, often with
 99 % confidence. So the shipped model learns an eleventh class, "not a digit",
 from negatives generated here, each brought to MNIST style (28x28, white ink on
-black, in a 20x20 box centred by its centre of mass) by the same
-``preprocess.to_mnist`` that prepares people's images:
+black, in a 20x20 box centred by its centre of mass) by the same crop and
+``preprocess.normalize.to_28x28`` that prepare a digit in people's images:
 
     glyphs    letters and symbols rendered from the fonts matplotlib ships
     fashion   Fashion-MNIST clothing items
@@ -19,7 +19,7 @@ clothing classes never seen, smooth closed scribbles, stars and lattices,
 and thresholded smooth noise.
 
 Characters that a person could fairly read as a digit (O, I, l, S, Z, B, b, g,
-q, ...) are left out: refusing them would teach the model to refuse real digits.
+q, parentheses, ...) are left out: refusing them would teach the model to refuse real digits.
 """
 
 from __future__ import annotations
