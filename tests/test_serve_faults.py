@@ -130,8 +130,13 @@ def test_requests_queued_when_a_worker_is_killed_are_all_answered(model_path):
 
     async def rounds():
         for _ in range(4):
+            answered = len(outcomes)
             requests = [asyncio.create_task(one()) for _ in range(40)]
-            await asyncio.sleep(0.05)  # some answered, the rest queued
+            # once the pool answers (a replaced pool starts with the round's first request):
+            # some answered, the rest queued
+            deadline = time.monotonic() + 60
+            while len(outcomes) == answered and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)
             os.kill(sorted(_workers(os.getpid()))[0], signal.SIGKILL)
             await asyncio.wait_for(asyncio.gather(*requests), 120)
 

@@ -269,7 +269,9 @@ def test_digits_train_with_no_flags_follows_the_shipped_recipe():
     for name, value in recipe["training"].items():
         expected = dict(TrainConfig().augmentation, **value) if name == "augmentation" else value
         assert getattr(config, name) == expected, name
-    assert config.negatives == 8000 and config.epochs == 16 and config.augmentation["elastic_alpha"] == 0.0
+    # ... and repeats the shipped model: the settings it was trained with
+    shipped = modelfile.load(None).metadata["training"]
+    assert {name: getattr(config, name) for name in shipped} == shipped
     assert models.get_spec("digits")[1] == recipe["layers"]
     assert models.resolve(recipe["layers"], n_classes=11)[-1]["out_features"] == 11
     # flags override the recipe; another model leaves the library's defaults
