@@ -54,7 +54,7 @@ TABLE_CONTRAST = 90
 # levels under its neighbourhood, and 3 times further under it than the table's own texture
 # takes most blocks (wood grain, a weave: all over; strokes: here and there).
 INK_DIP = 40
-INK_DIP_SHARE = 0.5  # ... or half the brightness of its neighbourhood, whichever is less
+INK_DIP_SHARE = 0.5  # ... or half its neighbourhood's brightness if less (a deep shadow), at least STROKE_LEVELS
 INK_BLOCKS = 5  # blocks: wider than a stroke (1-3 blocks of a 64-block side), narrower than a shadow
 # Polarity is judged on about this many samples of the page (its long side ~170 px).
 POLARITY_SAMPLES = 20_000
