@@ -50,3 +50,27 @@ def test_channel_axis_and_callable_config():
     out = aug(_blob()[:, None], np.random.default_rng(0))
     assert out.shape == (4, 1, 28, 28)
     assert Augmentation(**aug.config()) == aug
+
+
+def test_low_resolution_is_off_by_default_and_leaves_the_settings_of_earlier_runs():
+    images = _blob(8)
+    plain = augment(images, np.random.default_rng(3))
+    np.testing.assert_array_equal(Augmentation()(images, np.random.default_rng(3)), plain)
+    assert "low_res" not in Augmentation().config()
+    assert Augmentation(**Augmentation(low_res=0.2).config()) == Augmentation(low_res=0.2)
+
+
+def test_low_resolution_looks_like_a_small_blurred_digit_in_mnist_style(mnist_test):
+    images = mnist_test[0][:64]
+    none = dict(rotation=0, scale=0, shift=0)
+    sharp = Augmentation(**none)(images, np.random.default_rng(0))
+    small = Augmentation(**none, low_res=1.0)(images, np.random.default_rng(0))
+    again = Augmentation(**none, low_res=1.0)(images, np.random.default_rng(0))
+    np.testing.assert_array_equal(small, again)  # seeded
+    assert small.dtype == np.float32 and small.min() >= 0 and np.allclose(small.max(axis=(1, 2)), 255, atol=1e-3)
+    yy, xx = np.mgrid[:28, :28]
+    centre = [((im * yy).sum() / im.sum(), (im * xx).sum() / im.sum()) for im in small]
+    assert np.abs(np.array(centre) - 13.5).max() < 1.5  # centred like MNIST
+    # blurred: more of the ink at partial strength, and wider strokes (more pixels inked)
+    partial = lambda x: ((x > 40) & (x < 215)).mean()  # noqa: E731
+    assert partial(small) > 1.3 * partial(sharp) and (small > 128).mean() > (sharp > 128).mean()

@@ -27,7 +27,8 @@ class Augmentation:
 
     rotation: degrees, +-; scale: relative, 1 +- scale; shift: pixels, +- per axis;
     elastic_alpha / elastic_sigma: displacement magnitude (pixels) and smoothness
-    of the elastic field (0 alpha turns it off).
+    of the elastic field (0 alpha turns it off); low_res: the share of images also
+    made to look like a small digit in a photo (``low_resolution``; 0 turns it off).
     """
 
     rotation: float = 10.0
@@ -35,12 +36,17 @@ class Augmentation:
     shift: float = 2.0
     elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0
+    low_res: float = 0.0
 
     def config(self) -> dict:
-        return asdict(self)
+        # (low_res only when on: the settings of runs made before it existed stay the same)
+        return {k: v for k, v in asdict(self).items() if k != "low_res" or v}
 
     def __call__(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return augment(images, rng, **asdict(self))
+        settings = asdict(self)
+        share = settings.pop("low_res")
+        out = augment(images, rng, **settings)
+        return low_resolution(out, rng, share) if share > 0 else out
 
 
 def _gaussian_blur(fields: np.ndarray, sigma: float) -> np.ndarray:
@@ -155,3 +161,36 @@ def augment(
     )
     out = bilinear_sample(images, ys, xs)
     return out[:, None] if squeeze else out
+
+
+#: A small digit in a photo: this many pixels high (the range drawn from), blurred by the
+#: camera by a Gaussian of this sigma (pixels at that size).
+LOW_RES_HEIGHT = (7.0, 14.0)
+LOW_RES_BLUR = (0.4, 1.6)
+
+
+def low_resolution(images: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
+    """A ``share`` of the batch (float32 (N, H, W) or (N, 1, H, W) in [0, 255], changed in
+    place and returned) shown as a digit 7-14 px high in a photo is: shrunk (area average),
+    blurred, then brought back to MNIST style by the crop and ``normalize.to_28x28`` the page
+    reader uses. Its strokes thicken and its loops fill, as a small digit's crop does."""
+    import cv2
+
+    from digit_recognizer.preprocess.normalize import to_28x28
+
+    n = len(images)
+    picked = np.flatnonzero(rng.random(n) < share)
+    heights = rng.uniform(*LOW_RES_HEIGHT, n)
+    sigmas = rng.uniform(*LOW_RES_BLUR, n)
+    x = images[:, 0] if images.ndim == 4 else images
+    for i in picked:
+        side = max(5, int(round(28 * heights[i] / 20)))  # MNIST's digit fills 20 of its 28 px
+        small = cv2.resize(x[i], (side, side), interpolation=cv2.INTER_AREA)
+        small = cv2.GaussianBlur(small, (0, 0), float(sigmas[i]))
+        small = small / max(float(small.max()), 1e-6)
+        rows, cols = np.flatnonzero(small.max(1) > 0.15), np.flatnonzero(small.max(0) > 0.15)
+        if rows.size == 0:
+            continue
+        crop = np.where(small > 0.1, small, 0)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        x[i] = 255 * np.clip(to_28x28(crop.astype(np.float32)), 0, 1)
+    return images
