@@ -263,7 +263,7 @@ def _mnist_style(drawing: np.ndarray) -> np.ndarray:
     ink = np.ascontiguousarray(drawing, np.uint8)
     threshold = otsu_threshold(cv2.calcHist([ink], [0], None, [256], [0, 256]).ravel()) * 255
     mask = ink > threshold
-    if threshold >= 255 or not mask.any():
+    if not mask.any():
         raise DigitsError(NO_DIGIT)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     keep = grow(mask)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
