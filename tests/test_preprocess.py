@@ -534,6 +534,20 @@ def test_a_shadow_wedge_beside_a_digit_adds_no_digit(half_angle, seven):
     assert len(ex.digits) == 1 and similar(ex.digits[0], seven) > 0.85
 
 
+@pytest.mark.parametrize("degrees", [11, -34])  # halfway between two of the line opening's angles
+def test_a_pen_shadow_band_at_any_angle_is_no_ink(degrees, seven):
+    # the shadow of a pen across the page: a band 40 px wide taking half the light, passing
+    # beside the digit, and a lamp's falloff (as in a photo)
+    yy, xx = np.mgrid[:480, :640].astype(np.float32)
+    a = np.radians(degrees)
+    across = (xx - 320) * -np.sin(a) + (yy - 330) * np.cos(a)
+    light = np.where(np.abs(across) < 20, 0.5, 1.0) * (1.0 - 0.3 * xx / 640)
+    page = drawn("7", size=(640, 480), height=120, ink=40, paper=230)
+    page = page.transform((640, 480), Image.Transform.AFFINE, (1, 0, 0, 0, 1, 80), fillcolor=230)
+    ex = preprocess.extract(photo_noise(lit(page, light)))
+    assert len(ex.digits) == 1 and similar(ex.digits[0], seven) > 0.85
+
+
 @pytest.mark.parametrize("scene", ["dark corners and a glare spot", "a page mostly in shadow", "a lit wedge"])
 def test_uneven_light_keeps_dark_ink_on_light_paper(scene, seven):
     yy, xx = np.mgrid[:480, :640].astype(np.float32)

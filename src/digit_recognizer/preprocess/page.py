@@ -40,6 +40,13 @@ STROKE_WINDOWS = 2.5  # a photo's window is at least this many stroke widths
 LINE_LENGTH = 0.9
 LINE_ANGLES = 8
 LINE_GRID = 2
+# A band of shadow (a pen's, a ruler's) narrower than the window lies at any angle; a segment
+# fits along it only within a few degrees of its direction. So the line opening also takes the
+# directions of the straight runs at least LINE_LENGTH of the height long that Hough's transform
+# finds in what the widest window calls ink: at most BAND_ANGLES of them, BAND_ANGLE_GAP degrees
+# apart at least (a wide band gives a fan of lines a degree or two apart; a second band its own).
+BAND_ANGLES = 4
+BAND_ANGLE_GAP = 3.0
 # A sheet lying on a table fills at least this share of the smallest rectangle around it.
 SHEET_FILL = 0.85
 # ... or, partly out of the photo, this share of its convex hull (a sheet cut by the photo's
@@ -282,7 +289,7 @@ def estimate_background(x: np.ndarray, even: bool = True) -> np.ndarray:
             narrow = max(3, int(max(STROKE_WINDOWS * width, BACKGROUND_WINDOW["photo"] * min(coarse.shape))) | 1)
             if narrow < size:
                 opened = _opening(coarse, narrow)
-        opened = np.maximum(opened, _line_opening(coarse))
+        opened = np.maximum(opened, _line_opening(coarse, _band_directions(strokes)))
     coarse = np.clip(opened, 0, 255).astype(np.uint8)
     if k > 1:
         coarse = cv2.dilate(coarse, np.ones((3, 3), np.uint8))
@@ -322,10 +329,24 @@ def _pad_rising(x: np.ndarray, r: int) -> np.ndarray:
     return x
 
 
-def _line_opening(coarse: np.ndarray) -> np.ndarray:
+def _band_directions(strokes: np.ndarray) -> tuple[float, ...]:
+    """Directions (radians in [0, pi), as in ``_segment``) of the straight runs of ``strokes``
+    (bool) at least LINE_LENGTH of its height long: the shadow bands among them."""
+    lines = cv2.HoughLines(strokes.view(np.uint8), 1, np.pi / 180, int(LINE_LENGTH * strokes.shape[0]))
+    directions: list[float] = []
+    for theta in () if lines is None else lines[:, 0, 1]:  # strongest first; theta is the normal's angle
+        angle = (float(theta) + np.pi / 2) % np.pi
+        gaps = [abs(angle - other) for other in directions]
+        if all(min(gap, np.pi - gap) > np.radians(BAND_ANGLE_GAP) for gap in gaps):
+            directions.append(angle)
+    return tuple(directions[:BAND_ANGLES])
+
+
+def _line_opening(coarse: np.ndarray, directions: tuple[float, ...] = ()) -> np.ndarray:
     """The light's shapes that are long in one direction, from ``coarse`` (uint8, bright ink):
     the largest of its openings by line segments LINE_LENGTH of its height long, at
-    LINE_ANGLES angles, on a grid LINE_GRID times coarser (float32, ``coarse``'s shape).
+    LINE_ANGLES angles and at ``directions`` (radians), on a grid LINE_GRID times coarser
+    (float32, ``coarse``'s shape).
 
     A shadow's wedge, the lit gap between two shadows, or the band a lamp's spot leaves of a
     shadow are too narrow for a square window near their tips, but a segment along them
@@ -334,7 +355,8 @@ def _line_opening(coarse: np.ndarray) -> np.ndarray:
     """
     small = pool(coarse, LINE_GRID, np.minimum)
     length = max(3, int(LINE_LENGTH * small.shape[0]) | 1)
-    lines = _opening(small, length, _line_kernels(length))
+    kernels = _line_kernels(length) + tuple(_segment(length, angle) for angle in directions)
+    lines = _opening(small, length, kernels)
     lines = cv2.resize(lines, coarse.shape[::-1], interpolation=cv2.INTER_NEAREST)
     # the block minima moved each edge of the light's shapes in by up to LINE_GRID - 1 cells: back out
     grow = 2 * LINE_GRID - 1
@@ -343,16 +365,18 @@ def _line_opening(coarse: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def _line_kernels(length: int) -> tuple[np.ndarray, ...]:
-    """Line segments ``length`` long through the centre of a length x length kernel, at LINE_ANGLES
-    angles evenly spread over 180 degrees."""
-    kernels = []
+    """``_segment`` kernels at LINE_ANGLES angles evenly spread over 180 degrees."""
+    return tuple(_segment(length, angle) for angle in np.arange(LINE_ANGLES) * np.pi / LINE_ANGLES)
+
+
+def _segment(length: int, angle: float) -> np.ndarray:
+    """A line segment ``length`` long through the centre of a length x length kernel, in the
+    direction (cos angle, sin angle) of image coordinates (x right, y down)."""
+    kernel = np.zeros((length, length), np.uint8)
     c = length // 2
-    for angle in np.arange(LINE_ANGLES) * np.pi / LINE_ANGLES:
-        kernel = np.zeros((length, length), np.uint8)
-        dx, dy = c * np.cos(angle), c * np.sin(angle)
-        cv2.line(kernel, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1)
-        kernels.append(kernel)
-    return tuple(kernels)
+    dx, dy = c * np.cos(angle), c * np.sin(angle)
+    cv2.line(kernel, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1)
+    return kernel
 
 
 def ink_map(x: np.ndarray, inverted: bool = True, even: bool = True, floor: float = 0.0):
