@@ -31,9 +31,12 @@ import numpy as np
 
 ECE_BINS = 15
 _LOG_T_RANGE = (-3.0, 3.0)  # T from 0.05 to 20
-#: The share of validation digits the refusal threshold may refuse: about one in a thousand,
-#: a tenth of the error rate the shipped model aims at, so refusals barely move its accuracy.
-MAX_DIGITS_REFUSED = 0.001
+#: The share of validation digits the refusal threshold may refuse: three in a thousand, the
+#: ugliest of them. Fewer pushes the threshold up for a model that has also learnt blurred,
+#: blobby small digits, and then it answers a digit for a blurred letter: at one in a thousand
+#: the shipped model refused 87 % of photographed non-digits, at three 93 %, for 0.13 % more
+#: MNIST test digits refused.
+MAX_DIGITS_REFUSED = 0.003
 #: Thresholds stay in [1/2, 0.999]: below 1/2 another class could be more probable than
 #: "not a digit"; above 0.999 float32 probabilities of sure refusals would no longer reach it.
 REFUSAL_THRESHOLD_RANGE = (0.5, 0.999)
