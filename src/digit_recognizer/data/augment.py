@@ -167,6 +167,10 @@ def augment(
 #: camera by a Gaussian of this sigma (pixels at that size).
 LOW_RES_HEIGHT = (7.0, 14.0)
 LOW_RES_BLUR = (0.4, 1.6)
+#: The shrunk digit is cropped to where it reaches this share of its peak, keeping what
+#: reaches LOW_RES_RIM (its blurred rim), as the page reader keeps a stroke's rim.
+LOW_RES_INK = 0.15
+LOW_RES_RIM = 0.1
 
 
 def low_resolution(images: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
@@ -188,9 +192,9 @@ def low_resolution(images: np.ndarray, rng: np.random.Generator, share: float) -
         small = cv2.resize(x[i], (side, side), interpolation=cv2.INTER_AREA)
         small = cv2.GaussianBlur(small, (0, 0), float(sigmas[i]))
         small = small / max(float(small.max()), 1e-6)
-        rows, cols = np.flatnonzero(small.max(1) > 0.15), np.flatnonzero(small.max(0) > 0.15)
+        rows, cols = np.flatnonzero(small.max(1) > LOW_RES_INK), np.flatnonzero(small.max(0) > LOW_RES_INK)
         if rows.size == 0:
             continue
-        crop = np.where(small > 0.1, small, 0)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        crop = np.where(small > LOW_RES_RIM, small, 0)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
         x[i] = 255 * np.clip(to_28x28(crop.astype(np.float32)), 0, 1)
     return images

@@ -175,10 +175,7 @@ def paper_only(gray: np.ndarray) -> tuple[np.ndarray, float]:
     # With the ink on it: strokes inside, and strokes that reach its edge (closed over first:
     # a sheet's edge is straight, so only the notches such strokes leave are filled; beyond
     # the photo lies no sheet, so a strip of table along its edge stays table).
-    r = INK_BLOCKS
-    closed = cv2.morphologyEx(cv2.copyMakeBorder(sheet.view(np.uint8), r, r, r, r, cv2.BORDER_CONSTANT, value=0),
-                              cv2.MORPH_CLOSE, np.ones((INK_BLOCKS, INK_BLOCKS), np.uint8))[r:-r, r:-r]
-    sheet = ndimage.binary_fill_holes(closed.view(bool))
+    sheet = ndimage.binary_fill_holes(_closing(sheet.view(np.uint8), cv2.BORDER_CONSTANT).view(bool))
     outside = small[~sheet]
     if outside.size == 0:
         return gray, 0.0  # with the ink on it, the region is the whole photo: no table
@@ -217,9 +214,7 @@ def _ink_around(gray: np.ndarray, sheet: np.ndarray, step: int) -> bool:
     darkest = pool(gray, step, np.minimum)
     # past the photo's edges the blocks go on as they end: a strip of table between the sheet
     # and the edge is as wide as it is in the world, not a stroke
-    r = INK_BLOCKS
-    padded = cv2.copyMakeBorder(darkest, r, r, r, r, cv2.BORDER_REPLICATE)
-    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, np.ones((INK_BLOCKS, INK_BLOCKS), np.uint8))[r:-r, r:-r]
+    closed = _closing(darkest, cv2.BORDER_REPLICATE)
     dip = closed.astype(np.int16) - darkest
     h, w = min(darkest.shape[0], sheet.shape[0]), min(darkest.shape[1], sheet.shape[1])
     # not the sheet's edge: the sheet's outline on the sample may lie a block inside it
@@ -230,6 +225,14 @@ def _ink_around(gray: np.ndarray, sheet: np.ndarray, step: int) -> bool:
     # (in a deep shadow ink dips fewer grey levels, but as far in proportion to its paper)
     deep = np.minimum(INK_DIP, INK_DIP_SHARE * closed.astype(np.float32))
     return bool(np.count_nonzero(dip > np.maximum(deep, max(STROKE_LEVELS, 3 * np.median(dip)))) >= 2)
+
+
+def _closing(x: np.ndarray, border: int) -> np.ndarray:
+    """Closing of ``x`` (uint8, a ~64-px sample) by an INK_BLOCKS square, the photo continued
+    past its edges as OpenCV's ``border`` says (BORDER_CONSTANT: by zeros)."""
+    r = INK_BLOCKS
+    padded = cv2.copyMakeBorder(x, r, r, r, r, border, value=0)
+    return cv2.morphologyEx(padded, cv2.MORPH_CLOSE, np.ones((r, r), np.uint8))[r:-r, r:-r]
 
 
 def pool(x: np.ndarray, k: int, op=np.maximum) -> np.ndarray:
